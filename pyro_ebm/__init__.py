@@ -6,7 +6,41 @@ diagnostics all reuse Pyro's machinery.
 """
 
 from .energy import Energy, LatentEnergy, as_energy
+from .inference import (
+    ArgminResult,
+    Estimate,
+    Minima,
+    argmin_candidates,
+    argmin_energy,
+    argmin_latent,
+    free_energy,
+    free_energy_importance,
+    free_energy_min,
+    latent_energy_model,
+    latent_posterior,
+)
+from .gibbs import DiscreteGibbs, GibbsBoltzmann, energy_factor, product_values
 
 __version__ = "0.1.0"
 
-__all__ = ["Energy", "LatentEnergy", "as_energy", "__version__"]
+__all__ = [
+    "Energy",
+    "LatentEnergy",
+    "as_energy",
+    "GibbsBoltzmann",
+    "DiscreteGibbs",
+    "energy_factor",
+    "product_values",
+    "argmin_energy",
+    "argmin_candidates",
+    "ArgminResult",
+    "Minima",
+    "Estimate",
+    "free_energy",
+    "latent_posterior",
+    "argmin_latent",
+    "free_energy_min",
+    "free_energy_importance",
+    "latent_energy_model",
+    "__version__",
+]
