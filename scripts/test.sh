@@ -12,7 +12,13 @@ echo "docs built in docs/_build/html"
 
 # ArviZ 1.x needs Python >= 3.12. Its conversion layer (pyro_ebm/_arviz.py) imports only numpy and arviz,
 # so it is tested in a small torch-free environment of its own.
-PY312="$(command -v python3.12 || ls -d "$HOME"/.pyenv/versions/3.12*/bin/python 2>/dev/null | tail -n 1 || true)"
+PY312=""
+for candidate in "$HOME"/.pyenv/versions/3.12*/bin/python python3.12; do
+    if "$candidate" -c "import sys; assert sys.version_info[:2] == (3, 12)" 2>/dev/null; then
+        PY312="$candidate"
+        break
+    fi
+done
 if [ -n "$PY312" ]; then
     if [ ! -x .venv-arviz1/bin/python ]; then
         "$PY312" -m venv .venv-arviz1
