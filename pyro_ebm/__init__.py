@@ -23,6 +23,18 @@ from .gibbs import DiscreteGibbs, GibbsBoltzmann, energy_factor, product_values
 
 __version__ = "0.1.0"
 
+#: submodules loaded on first attribute access (``pyro_ebm.losses.hinge`` works after ``import pyro_ebm``)
+_SUBMODULES = {"datasets", "diagnostics", "losses", "mcmc", "negatives", "partition", "train"}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "Energy",
     "LatentEnergy",
