@@ -1,0 +1,171 @@
+"""Hamiltonian Monte Carlo over a batch of chains, as pure ``init``/``step`` functions.
+
+State tensors are ``[R, C, D]`` (replicas x chains x flattened event) and the driver
+(:func:`pyro_ebm.mcmc.sample`) owns the loop and the adaptation. The potential is ``U = beta * F`` with a
+per-replica ``beta`` ``[R, 1]``; the state stores ``F`` and ``dF/dq`` so replicas can swap states.
+
+Every chain has its own step size and its own number of leapfrog steps; a chain that has done its steps
+is frozen while the others finish (one batched gradient per leapfrog step for all chains). Acceptance is
+per chain. A proposal whose energy is NaN/inf is rejected and flagged divergent, so the chain stays at its
+last finite state and other chains are unaffected.
+
+The integrator is written here rather than taken from ``pyro.ops.integrator.velocity_verlet``: Pyro's
+works on dicts of sites and differentiates a *scalar* potential (so per-chain energies would have to be
+recomputed), and it has no notion of chains with different numbers of steps. This one keeps the energy
+and gradient of every chain from the same batched backward pass and fuses each update into one
+``addcmul``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+__all__ = ["HMCState", "HMCInfo", "init", "step", "find_initial_step_size"]
+
+
+class HMCState(NamedTuple):
+    """``q`` ``[R, C, D]``, energy ``F`` ``[R, C]``, gradient ``dF/dq`` ``[R, C, D]``."""
+
+    q: torch.Tensor
+    F: torch.Tensor
+    grad: torch.Tensor
+
+
+class HMCInfo(NamedTuple):
+    """Per-chain transition statistics (all ``[R, C]`` except the proposal tensors ``[R, C, D]``;
+    ``n_steps`` is an int when every chain made the same number of leapfrog steps)."""
+
+    accept_prob: torch.Tensor
+    accepted: torch.Tensor
+    diverging: torch.Tensor
+    energy: torch.Tensor
+    q_prop: torch.Tensor
+    p_prop: torch.Tensor
+    n_steps: torch.Tensor
+
+
+def init(potential, q: torch.Tensor) -> HMCState:
+    """Evaluate ``F`` and its gradient at ``q`` ``[R, C, D]``."""
+    F, g = potential.value_and_grad(q)
+    return HMCState(q.detach(), F, g)
+
+
+def _leapfrog(potential, q, p, grad, F, step, beta, inv_mass, n_steps, n_max):
+    """``n_max`` batched leapfrog steps; rows with ``n_steps <= k`` are frozen from step ``k`` on.
+
+    ``step`` ``[R, C, 1]``, ``beta`` ``[R, 1, 1]`` (for ``U = beta F``), ``inv_mass`` ``[R, 1, D]``.
+    """
+    half = 0.5 * step * beta
+    full = 2 * half
+    drift = step * inv_mass
+    masked = n_steps is not None
+    p = torch.addcmul(p, half, grad, value=-1)
+    for k in range(n_max):
+        q_new = torch.addcmul(q, drift, p)
+        F_new, g_new = potential.value_and_grad(q_new)
+        if masked:
+            active = (n_steps > k).unsqueeze(-1)
+            q = torch.where(active, q_new, q)
+            F = torch.where(active.squeeze(-1), F_new, F)
+            grad = torch.where(active, g_new, grad)
+            # a full kick except on each row's last step, where it is a half kick
+            kick = torch.where((n_steps == k + 1).unsqueeze(-1), half, full) * active
+            p = torch.addcmul(p, kick, grad, value=-1)
+        else:
+            q, F, grad = q_new, F_new, g_new
+            p = torch.addcmul(p, half if k == n_max - 1 else full, grad, value=-1)
+    return q, p, F, grad
+
+
+def step(
+    state: HMCState,
+    potential,
+    step_size: torch.Tensor,
+    n_steps,
+    beta: torch.Tensor,
+    inv_mass: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    max_delta_energy: float = 1000.0,
+):
+    """One HMC transition for every chain.
+
+    :param state: current :class:`HMCState`.
+    :param potential: object with ``value_and_grad(q) -> (F [R, C], dF/dq [R, C, D])``.
+    :param step_size: ``[R, C]`` per-chain leapfrog step size.
+    :param n_steps: int (same for all chains) or long tensor ``[R, C]``.
+    :param beta: ``[R, 1]`` inverse temperature of each replica.
+    :param inv_mass: ``[R, 1, D]`` diagonal inverse mass matrix.
+    :param generator: ``torch.Generator`` on the state's device.
+    :returns: ``(new_state, HMCInfo)``.
+
+    Example (the driver :func:`pyro_ebm.mcmc.sample` normally does this)::
+
+        >>> import torch
+        >>> from pyro_ebm import as_energy
+        >>> from pyro_ebm.mcmc import hmc
+        >>> from pyro_ebm.mcmc.potential import EnergyPotential
+        >>> pot = EnergyPotential(as_energy(lambda y: 0.5 * (y ** 2).sum(-1), event_shape=(3,)), (3,))
+        >>> state = hmc.init(pot, torch.zeros(1, 5, 3))          # 1 replica, 5 chains
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> eps, beta, inv_mass = torch.full((1, 5), 0.3), torch.ones(1, 1), torch.ones(1, 1, 3)
+        >>> state, info = hmc.step(state, pot, eps, 10, beta, inv_mass, gen)
+        >>> state.q.shape, info.accept_prob.shape
+        (torch.Size([1, 5, 3]), torch.Size([1, 5]))
+    """
+    q, F, grad = state
+    with torch.no_grad():
+        beta3 = beta.unsqueeze(-1)
+        xi = torch.randn(q.shape, generator=generator, dtype=q.dtype, device=q.device)
+        p = xi * inv_mass.rsqrt()
+        H0 = beta * F + 0.5 * xi.square().sum(-1)  # K(p) = |xi|^2 / 2
+        if isinstance(n_steps, int):
+            n_max, n_t = n_steps, None
+            n_steps_t = n_steps
+        else:
+            n_max = int(n_steps.max())
+            n_t = None if int(n_steps.min()) == n_max else n_steps
+            n_steps_t = n_steps
+    q1, p1, F1, g1 = _leapfrog(potential, q, p, grad, F, step_size.unsqueeze(-1), beta3, inv_mass, n_t, n_max)
+    with torch.no_grad():
+        H1 = beta * F1 + 0.5 * (p1 * p1 * inv_mass).sum(-1)
+        # a non-finite position or gradient makes the final momentum, hence dH, non-finite: such a
+        # proposal gets dH = inf, acceptance probability 0, and counts as divergent
+        dH = torch.nan_to_num(H1 - H0, nan=float("inf"), posinf=float("inf"), neginf=float("inf"))
+        accept_prob = torch.exp(-dH).clamp_(max=1.0)
+        u = torch.rand(F.shape, generator=generator, dtype=F.dtype, device=F.device)
+        accepted = u < accept_prob  # u in [0, 1): never for probability 0
+        a3 = accepted.unsqueeze(-1)
+        new = HMCState(torch.where(a3, q1, q), torch.where(accepted, F1, F), torch.where(a3, g1, grad))
+        energy = torch.where(accepted, H1, H0)
+        diverging = dH > max_delta_energy
+    return new, HMCInfo(accept_prob, accepted, diverging, energy, q1, p1, n_steps_t)
+
+
+def find_initial_step_size(
+    state: HMCState, potential, beta, inv_mass, generator, *, start: float = 0.1, target: float = 0.8, iters: int = 16
+) -> torch.Tensor:
+    """Per-chain doubling/halving search for a step size whose one-step acceptance crosses ``target``.
+
+    Returns ``[R, C]``. Each chain doubles (if the first trial accepts above ``target``) or halves until
+    the acceptance crosses ``target``, at most ``iters`` times; all chains move together, one batched
+    gradient per trial.
+    """
+    eps = torch.full_like(state.F, start)
+    direction = None
+    active = torch.ones_like(state.F, dtype=torch.bool)
+    for _ in range(iters):
+        _, info = step(state, potential, eps, 1, beta, inv_mass, generator)
+        good = info.accept_prob > target
+        if direction is None:
+            direction = torch.where(good, 2.0, 0.5).to(eps.dtype)
+        else:
+            crossed = good != (direction > 1)
+            active = active & ~crossed
+        if not bool(active.any()):
+            break
+        eps = torch.where(active, eps * direction, eps)
+    # a chain that grew its step ends one doubling past the crossing: go back one
+    return torch.where(direction > 1, 0.5 * eps, eps).clamp(1e-8, 1e3)

@@ -1,0 +1,142 @@
+"""Persistent chains (a replay buffer) for PCD-style training of an energy."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from .._validation import check_beta, check_positive_int
+from ..energy import Energy, as_energy
+from . import gibbs_binary, hmc, langevin
+from .api import make_generator
+from .potential import EnergyPotential
+
+__all__ = ["PersistentChains"]
+
+
+class PersistentChains:
+    """A buffer of chain states that :meth:`sample` continues and writes back (Du & Mordatch 2019).
+
+    Each call draws ``n`` buffer entries at random, replaces each with fresh noise with probability
+    ``reinit_prob``, runs ``steps`` kernel steps on the batch (fixed step size: no adaptation, since the
+    energy changes between calls during training), writes the states back and returns them detached.
+
+    :param energy: an :class:`~pyro_ebm.Energy` or a callable ``F(y)`` (then give ``event_shape``).
+    :param buffer_size: number of stored states.
+    :param init: ``[buffer_size, *event]`` initial buffer, or ``None`` for ``noise(buffer_size)``.
+    :param noise: ``noise(n, generator) -> [n, *event]`` fresh states; default uniform on ``[-1, 1]``
+        (Bernoulli(0.5) for ``kernel="gibbs"``).
+    :param event_shape: shape of one state when ``energy`` is a plain callable.
+    :param reinit_prob: probability that a drawn entry restarts from fresh noise (default 0.05).
+    :param kernel: ``"ula"`` (default, as EBM papers use), ``"mala"``, ``"hmc"`` or ``"gibbs"``.
+    :param step_size: Langevin / leapfrog step size.
+    :param noise_scale: ULA noise (default ``sqrt(2 step / beta)``).
+    :param n_leapfrog: leapfrog steps per HMC transition.
+    :param beta: inverse temperature.
+    :param seed: int or ``torch.Generator``.
+    :param dtype, device: of the buffer when ``init`` is not given.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_ebm.mcmc import PersistentChains
+        >>> F = lambda y: 0.5 * (y ** 2).sum(-1)
+        >>> pcd = PersistentChains(F, buffer_size=100, event_shape=(2,), step_size=0.1, seed=0)
+        >>> pcd.sample(16, steps=10).shape
+        torch.Size([16, 2])
+        >>> pcd.buffer.shape
+        torch.Size([100, 2])
+    """
+
+    def __init__(
+        self,
+        energy,
+        buffer_size: int,
+        init: Optional[torch.Tensor] = None,
+        *,
+        noise: Optional[Callable] = None,
+        event_shape: Optional[Sequence[int]] = None,
+        reinit_prob: float = 0.05,
+        kernel: str = "ula",
+        step_size: float = 0.01,
+        noise_scale: Optional[float] = None,
+        n_leapfrog: int = 5,
+        beta: float = 1.0,
+        seed=None,
+        dtype=None,
+        device=None,
+    ):
+        self.buffer_size = check_positive_int(buffer_size, "buffer_size")
+        if not 0.0 <= float(reinit_prob) <= 1.0:
+            raise ValueError(f"reinit_prob must be in [0, 1], got {reinit_prob}")
+        if kernel not in ("ula", "mala", "hmc", "gibbs"):
+            raise ValueError(f"kernel must be one of 'ula', 'mala', 'hmc', 'gibbs', got {kernel!r}")
+        if not float(step_size) > 0:
+            raise ValueError(f"step_size must be > 0, got {step_size}")
+        self.beta = check_beta(beta)
+        self.reinit_prob = float(reinit_prob)
+        self.kernel = kernel
+        self.step_size = float(step_size)
+        self.noise_scale = noise_scale
+        self.n_leapfrog = check_positive_int(n_leapfrog, "n_leapfrog")
+        if init is not None:
+            if not isinstance(init, torch.Tensor) or init.dim() < 1 or init.shape[0] != buffer_size:
+                raise ValueError(f"init must be a tensor [buffer_size={buffer_size}, *event_shape]")
+            event_shape = tuple(init.shape[1:]) if event_shape is None else event_shape
+            dtype, device = init.dtype, init.device
+        if isinstance(energy, Energy):
+            event_shape = energy.event_shape if event_shape is None else event_shape
+        if event_shape is None:
+            raise ValueError("event_shape is needed when energy is a plain callable and init is not given")
+        self.energy = as_energy(energy, event_shape=event_shape)
+        self.event_shape = torch.Size(self.energy.event_shape)
+        self.dtype = dtype or torch.get_default_dtype()
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.generator = make_generator(seed, self.device)
+        self._noise = noise
+        self.buffer = init.detach().clone() if init is not None else self.noise(buffer_size)
+
+    def noise(self, n: int) -> torch.Tensor:
+        """``n`` fresh states ``[n, *event]``."""
+        if self._noise is not None:
+            return self._noise(n, self.generator).to(dtype=self.dtype, device=self.device)
+        shape = (n,) + tuple(self.event_shape)
+        u = torch.rand(shape, generator=self.generator, dtype=self.dtype, device=self.device)
+        if self.kernel == "gibbs":
+            return (u < 0.5).to(self.dtype)
+        return 2 * u - 1
+
+    def sample(self, n: int, steps: int, x=None) -> torch.Tensor:
+        """Continue ``n`` random buffer entries for ``steps`` steps; returns ``[n, *event]`` (detached).
+
+        :param x: optional conditioning passed to the energy.
+        """
+        n = check_positive_int(n, "n")
+        steps = check_positive_int(steps, "steps", minimum=0)
+        idx = torch.randint(0, self.buffer_size, (n,), generator=self.generator, device=self.device)
+        y = self.buffer[idx]
+        fresh = torch.rand((n,), generator=self.generator, dtype=self.dtype, device=self.device) < self.reinit_prob
+        y = torch.where(fresh.reshape((n,) + (1,) * len(self.event_shape)), self.noise(n), y)
+        pot = EnergyPotential(self.energy, self.event_shape, x)
+        q = pot.to_flat(y).unsqueeze(0)
+        beta = torch.full((1, 1), self.beta, dtype=self.dtype, device=self.device)
+        if self.kernel == "gibbs":
+            state = gibbs_binary.init(pot, q)
+            for _ in range(steps):
+                state, _ = gibbs_binary.step(state, pot, beta, self.generator)
+        else:
+            state = hmc.init(pot, q)
+            if self.kernel == "ula":
+                noise = self.noise_scale if self.noise_scale is not None else (2 * self.step_size / self.beta) ** 0.5
+                for _ in range(steps):
+                    state, _ = langevin.ula_step(state, pot, self.step_size, noise, self.generator)
+            else:
+                L = 1 if self.kernel == "mala" else self.n_leapfrog
+                eps = torch.full((1, n), self.step_size, dtype=self.dtype, device=self.device)
+                inv_mass = torch.ones((1, 1, q.shape[-1]), dtype=self.dtype, device=self.device)
+                for _ in range(steps):
+                    state, _ = hmc.step(state, pot, eps, L, beta, inv_mass, self.generator)
+        out = pot.unflatten(state.q[0]).detach()
+        self.buffer[idx] = out
+        return out.clone()
