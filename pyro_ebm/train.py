@@ -1,0 +1,509 @@
+r"""One training loop for contrastive energy-based learning: energy + loss + negatives + regularizers.
+
+:func:`fit` is short on purpose; read it, copy it and change it. One step is::
+
+    y, x   = next minibatch of the data (and conditioning)
+    y_hat  = negatives(energy, y, x)                    # [n_neg, batch, *event], constants
+    pos    = energy(y, x)                               # [batch]
+    neg    = negative_energies(energy, y_hat, x)        # [batch, n_neg]
+    loss   = loss_fn(pos, neg) + sum(reg(...) for reg in regularizers)
+    optimizer.zero_grad(); loss.backward(); optimizer.step()
+
+``loss_fn`` is any callable ``(pos, neg) -> scalar``: the pairwise losses of :mod:`pyro_ebm.losses`
+directly (``functools.partial(losses.hinge, margin=0.5)`` for options), and the losses over a finite
+set of outputs through :func:`set_loss`, which places the data's energy as candidate 0 in front of the
+negatives (use it with :class:`~pyro_ebm.negatives.Exhaustive`, which returns every *other* candidate).
+
+Everything needed to continue a run bit for bit goes into a checkpoint: the energy's and optimizer's
+state, the negative generator's state (RNG, replay buffer, generator network), the data-order RNG and
+the current epoch's permutation, torch's global RNG state, the step counter and the history.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ._validation import check_beta, check_positive_int
+from .energy import Energy, as_energy, batch_shape_of, check_energy_output
+from .negatives import negative_energies
+
+__all__ = [
+    "fit",
+    "History",
+    "set_loss",
+    "EnergyL2",
+    "GradientPenalty",
+    "spectral_norm",
+    "DataOrder",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+
+# ------------------------------------------------------------------------------------------------------
+# losses over a finite set
+
+
+def set_loss(fn: Callable, **kwargs) -> Callable:
+    r"""Adapt a loss over a finite set of outputs to the loop's ``loss(pos, neg)``.
+
+    The candidate set is the data followed by the negatives: ``energies = [pos, neg_1, ..., neg_p]`` and
+    the target is candidate 0. With :class:`~pyro_ebm.negatives.Exhaustive` negatives (all outputs other
+    than the data) this is exactly ``fn(energies of all K outputs, target)`` up to the order of the
+    candidates, e.g. :func:`~pyro_ebm.losses.nll` over the whole output set (rows 1-2 of the loss zoo).
+
+    :param fn: ``fn(energies [*batch, K], target [*batch], **kwargs)``, e.g. :func:`~pyro_ebm.losses.nll`,
+        :func:`~pyro_ebm.losses.mee`, :func:`~pyro_ebm.losses.general_margin` (with a scalar margin).
+    :param kwargs: passed to ``fn`` (e.g. ``beta=2.0``); ``beta`` is checked now.
+    :returns: ``loss(pos [*batch], neg [*batch, p]) -> fn(cat([pos, neg]), 0)``.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_ebm import losses
+        >>> loss = set_loss(losses.nll)
+        >>> E = torch.tensor([[0.0, 1.0, 2.0]])                      # all candidates, target 1
+        >>> a = loss(E[:, 1], E[:, [0, 2]])
+        >>> b = losses.nll(E, torch.tensor([1]))
+        >>> torch.allclose(a, b)
+        True
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be a loss over a set, fn(energies, target, ...), got {type(fn).__name__}")
+    if "beta" in kwargs:
+        check_beta(kwargs["beta"], allow_inf=True)
+
+    def loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        if not isinstance(pos, torch.Tensor) or not isinstance(neg, torch.Tensor):
+            raise TypeError("pos and neg must be tensors of energies")
+        if neg.shape[:-1] != pos.shape or neg.dim() != pos.dim() + 1:
+            raise ValueError(
+                f"neg must have the shape of pos {tuple(pos.shape)} plus a trailing dimension of "
+                f"negatives, got {tuple(neg.shape)}"
+            )
+        energies = torch.cat([pos.unsqueeze(-1), neg], dim=-1)  # candidate 0 is the data
+        target = torch.zeros(pos.shape, dtype=torch.long, device=pos.device)
+        return fn(energies, target, **kwargs)
+
+    loss.__name__ = f"set_loss({getattr(fn, '__name__', 'fn')})"
+    return loss
+
+
+# ------------------------------------------------------------------------------------------------------
+# regularizers: callables (energy, y, x, pos, neg) -> scalar
+
+
+class EnergyL2:
+    r"""L2 penalty on the energies (Du & Mordatch 2019): :math:`\alpha\,(\overline{F(y)^2} + \overline{F(\hat y)^2})`.
+
+    Keeps the energies near zero, so that the contrastive loss cannot lower all of them without bound.
+
+    :param alpha: weight ``>= 0``.
+    """
+
+    name = "l2_energy"
+
+    def __init__(self, alpha: float = 1.0):
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0:
+            raise ValueError(f"alpha must be a number >= 0, got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def __call__(self, energy, y, x, pos, neg) -> torch.Tensor:
+        neg_term = 0.0 if neg is None else (neg**2).mean()
+        return self.alpha * ((pos**2).mean() + neg_term)
+
+    def __repr__(self) -> str:
+        return f"EnergyL2(alpha={self.alpha})"
+
+
+class GradientPenalty:
+    r"""Gradient penalty at the data: :math:`\lambda\,\overline{\lVert \partial F(x, y) / \partial y \rVert^2}`.
+
+    Makes the energy smooth around the data (a flat-bottomed, well-behaved landscape for MCMC).
+
+    :param weight: ``lambda >= 0``.
+    """
+
+    name = "gradient_penalty"
+
+    def __init__(self, weight: float = 1.0):
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not weight >= 0:
+            raise ValueError(f"weight must be a number >= 0, got {weight!r}")
+        self.weight = float(weight)
+
+    def __call__(self, energy, y, x, pos, neg) -> torch.Tensor:
+        y = y.detach().requires_grad_(True)
+        f = energy(y) if x is None else energy(y, x)
+        (g,) = torch.autograd.grad(f.sum(), y, create_graph=True)
+        return self.weight * g.pow(2).reshape(g.shape[0], -1).sum(-1).mean()
+
+    def __repr__(self) -> str:
+        return f"GradientPenalty(weight={self.weight})"
+
+
+def spectral_norm(
+    module: nn.Module,
+    types: Sequence[type] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d),
+    n_power_iterations: int = 1,
+) -> nn.Module:
+    """Put spectral normalisation on the weight of every layer of the given types in ``module`` (in place).
+
+    Uses :func:`torch.nn.utils.parametrizations.spectral_norm`; the energy becomes Lipschitz in ``y``
+    (each layer's largest singular value is 1). Call it before creating the optimizer.
+
+    :param module: the energy (or any module).
+    :param types: layer classes to normalise.
+    :param n_power_iterations: power iterations per forward pass.
+    :returns: ``module``.
+
+    Example::
+
+        >>> import torch
+        >>> net = spectral_norm(torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)))
+        >>> torch.nn.utils.parametrize.is_parametrized(net[0], "weight")
+        True
+    """
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+    targets = [m for m in module.modules() if isinstance(m, tuple(types))]
+    for m in targets:
+        if not parametrize.is_parametrized(m, "weight"):
+            _sn(m, n_power_iterations=n_power_iterations)
+    return module
+
+
+# ------------------------------------------------------------------------------------------------------
+# history
+
+
+class History:
+    """Per-step records of a run: ``step``, ``loss``, ``energy_pos``, ``energy_neg``, ``gap`` and more.
+
+    ``gap = energy_neg - energy_pos`` (mean energies of the negatives and of the data); positive means the
+    data sit lower. Regularizer values are recorded under their ``name`` and the negative generator's
+    :attr:`~pyro_ebm.negatives.Negatives.diagnostics` (e.g. ``acceptance_rate``) under their own names.
+
+    ``history["loss"]`` is the list of values of one key (``nan`` where a step did not record it);
+    ``history.records`` the list of dicts.
+
+    Example::
+
+        >>> h = History()
+        >>> h.append({"step": 1, "loss": 0.5}); h.append({"step": 2, "loss": 0.25})
+        >>> h["loss"], len(h), h.last["step"]
+        ([0.5, 0.25], 2, 2)
+    """
+
+    def __init__(self, records: Optional[List[dict]] = None):
+        self.records: List[Dict[str, float]] = list(records or [])
+
+    def append(self, record: Dict[str, float]) -> None:
+        self.records.append(dict(record))
+
+    def keys(self) -> List[str]:
+        seen: Dict[str, None] = {}
+        for r in self.records:
+            for k in r:
+                seen.setdefault(k)
+        return list(seen)
+
+    def __getitem__(self, key: str) -> List[float]:
+        if key not in self.keys():
+            raise KeyError(f"no {key!r} in the history; keys: {self.keys()}")
+        return [r.get(key, math.nan) for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def last(self) -> Dict[str, float]:
+        """The latest record (empty dict before the first step)."""
+        return self.records[-1] if self.records else {}
+
+    def state_dict(self) -> dict:
+        return {"records": [dict(r) for r in self.records]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.records = [dict(r) for r in state["records"]]
+
+    def __repr__(self) -> str:
+        if not self.records:
+            return "History(0 steps)"
+        last = ", ".join(f"{k}={v:.4g}" for k, v in self.last.items() if k != "step")
+        return f"History({len(self)} steps; last: {last})"
+
+
+# ------------------------------------------------------------------------------------------------------
+# data order
+
+
+class DataOrder:
+    """Minibatch indices: a fresh random permutation of ``range(n)`` per epoch, last partial batch dropped.
+
+    Its state (RNG, current permutation, position) is part of the checkpoint.
+
+    Example::
+
+        >>> order = DataOrder(6, batch_size=2, seed=0)
+        >>> sorted(torch.cat([order.next() for _ in range(3)]).tolist())   # one epoch: each index once
+        [0, 1, 2, 3, 4, 5]
+    """
+
+    def __init__(self, n: int, batch_size: int, seed=None):
+        self.n = check_positive_int(n, "n")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        if self.batch_size > self.n:
+            raise ValueError(f"batch_size must be <= the number of data points {self.n}, got {self.batch_size}")
+        self.generator = torch.Generator()
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        self.generator.manual_seed(int(seed))
+        self.perm = torch.randperm(self.n, generator=self.generator)
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.batch_size > self.n:
+            self.perm = torch.randperm(self.n, generator=self.generator)
+            self.pos = 0
+        idx = self.perm[self.pos : self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict:
+        return {"rng": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["rng"])
+        self.perm = state["perm"].clone()
+        self.pos = int(state["pos"])
+
+
+# ------------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def save_checkpoint(path, *, step, energy, optimizer, negatives, order, history) -> None:
+    """Write everything :func:`fit` needs to continue bit for bit (atomically: temp file, then rename)."""
+    state = {
+        "step": int(step),
+        "energy": energy.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "negatives": negatives.state_dict() if hasattr(negatives, "state_dict") else {},
+        "data_order": order.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "history": history.state_dict(),
+    }
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, *, energy, optimizer, negatives, order, history) -> int:
+    """Restore a :func:`save_checkpoint` into the given objects; returns the step counter."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"resume: no checkpoint at {path!r}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    energy.load_state_dict(state["energy"])
+    optimizer.load_state_dict(state["optimizer"])
+    if hasattr(negatives, "load_state_dict"):
+        negatives.load_state_dict(state["negatives"])
+    order.load_state_dict(state["data_order"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    history.load_state_dict(state["history"])
+    return int(state["step"])
+
+
+# ------------------------------------------------------------------------------------------------------
+# the loop
+
+
+def _check_fit_args(energy, data, x, loss, negatives, steps, regularizers, callbacks):
+    if not isinstance(energy, nn.Module):
+        raise TypeError(f"energy must be an Energy (an nn.Module with parameters), got {type(energy).__name__}")
+    if not isinstance(data, torch.Tensor) or not data.is_floating_point():
+        raise TypeError("data must be a floating-point tensor [N, *event_shape]")
+    energy = as_energy(energy, event_shape=None if isinstance(energy, Energy) else data.shape[1:])
+    batch = batch_shape_of(data, energy.event_shape, "data")
+    if len(batch) != 1:
+        raise ValueError(
+            f"data must have shape [N, *event_shape] = [N, {', '.join(map(str, energy.event_shape))}] "
+            f"(one leading dimension of data points), got {tuple(data.shape)}"
+        )
+    if x is not None:
+        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] != data.shape[0]:
+            raise ValueError(
+                f"x must be a tensor [N, *x_event] with N = {data.shape[0]} rows like data, got "
+                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            )
+    if not callable(loss):
+        raise TypeError(f"loss must be a callable loss(pos, neg) -> scalar, got {type(loss).__name__}")
+    if negatives is not None and not callable(negatives):
+        raise TypeError(
+            f"negatives must be a negative generator (energy, y, x) -> y_hat or None, got {type(negatives).__name__}"
+        )
+    steps = check_positive_int(steps, "steps", minimum=0)
+    regularizers = list(regularizers)
+    for r in regularizers:
+        if not callable(r):
+            raise TypeError(f"regularizers must be callables (energy, y, x, pos, neg) -> scalar, got {r!r}")
+    callbacks = list(callbacks)
+    for c in callbacks:
+        if not callable(c):
+            raise TypeError(f"callbacks must be callables (step, history) -> bool, got {c!r}")
+    return energy, steps, regularizers, callbacks
+
+
+def fit(
+    energy: nn.Module,
+    data: torch.Tensor,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    negatives: Optional[Callable],
+    *,
+    x: Optional[torch.Tensor] = None,
+    steps: int = 1000,
+    batch_size: int = 128,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    regularizers: Iterable[Callable] = (),
+    seed: Optional[int] = 0,
+    checkpoint=None,
+    checkpoint_every: Optional[int] = None,
+    resume=None,
+    callbacks: Iterable[Callable] = (),
+    progress: bool = True,
+) -> History:
+    r"""Train ``energy`` on ``data`` with a contrastive ``loss`` and ``negatives``; returns the :class:`History`.
+
+    :param energy: an :class:`~pyro_ebm.Energy` (an ``nn.Module``; a plain module is wrapped with
+        ``event_shape = data.shape[1:]``).
+    :param data: the examples ``y``, ``[N, *event_shape]``, on the energy's device.
+    :param loss: ``loss(pos [batch], neg [batch, n_neg]) -> scalar``: a pairwise loss of
+        :mod:`pyro_ebm.losses` or a set loss adapted by :func:`set_loss`.
+    :param negatives: a :class:`~pyro_ebm.negatives.Negatives` (or any callable
+        ``(energy, y, x) -> y_hat [n_neg, batch, *event]``), or ``None`` for losses without contrastive
+        terms (regularized and architectural methods, or :func:`~pyro_ebm.losses.energy_loss` alone): then
+        ``loss(pos, None)`` is called and regularizers get ``neg=None``.
+    :param x: optional conditioning ``[N, *x_event]``, row ``i`` belongs to ``data[i]``.
+    :param steps: total number of optimizer steps (counting those of a resumed run).
+    :param batch_size: examples per step (``<= N``); each epoch is a fresh random permutation.
+    :param optimizer: an optimizer over the energy's parameters; default
+        ``torch.optim.Adam(energy.parameters(), lr, weight_decay=weight_decay)``.
+    :param lr: learning rate of the default optimizer.
+    :param weight_decay: weight decay of the default optimizer.
+    :param regularizers: callables ``reg(energy, y, x, pos, neg) -> scalar`` added to the loss, e.g.
+        :class:`EnergyL2`, :class:`GradientPenalty`; recorded in the history under ``reg.name``.
+    :param seed: seeds the data order and torch's global RNG (dropout, spectral norm, ...); ``None``
+        leaves the global RNG alone. The negative generators have their own seeds.
+    :param checkpoint: path to write a checkpoint to, at the end (and every ``checkpoint_every`` steps).
+    :param checkpoint_every: save every this many steps.
+    :param resume: path of a checkpoint to continue from; continuing gives bit-for-bit the run that was
+        never interrupted (same arguments, CPU).
+    :param callbacks: ``callback(step, history)``, called after every step; returning ``True`` stops
+        training (after the checkpoint, if any, is written).
+    :param progress: show a tqdm progress bar.
+    :returns: the :class:`History` (of the whole run, including resumed steps).
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_ebm import Energy, losses
+        >>> from pyro_ebm.negatives import Corruption
+        >>> class Bowl(Energy):
+        ...     def __init__(self):
+        ...         super().__init__(event_shape=(2,))
+        ...         self.center = torch.nn.Parameter(torch.zeros(2))
+        ...     def forward(self, y, x=None):
+        ...         return ((y - self.center) ** 2).sum(-1)
+        >>> data = torch.randn(256, 2) * 0.1 + 1.0
+        >>> h = fit(Bowl(), data, losses.log_loss, Corruption(sigma=0.5, seed=0),
+        ...         steps=100, batch_size=64, lr=0.05, progress=False)
+        >>> h.last["gap"] > 0
+        True
+    """
+    energy, steps, regularizers, callbacks = _check_fit_args(
+        energy, data, x, loss, negatives, steps, regularizers, callbacks
+    )
+    if checkpoint_every is not None:
+        checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+    if optimizer is None:
+        optimizer = torch.optim.Adam(energy.parameters(), lr=lr, weight_decay=weight_decay)
+    if seed is not None and resume is None:
+        torch.manual_seed(seed)
+    order = DataOrder(data.shape[0], batch_size, seed=seed)
+    history = History()
+    step = 0
+    if resume is not None:
+        step = load_checkpoint(
+            resume, energy=energy, optimizer=optimizer, negatives=negatives, order=order, history=history
+        )
+
+    def save():
+        save_checkpoint(checkpoint, step=step, energy=energy, optimizer=optimizer, negatives=negatives,
+                        order=order, history=history)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, initial=min(step, steps), disable=not progress, desc="fit")
+    while step < steps:
+        idx = order.next().to(data.device)
+        y = data[idx]
+        xb = None if x is None else x[idx]
+
+        pos = energy(y) if xb is None else energy(y, xb)  # [batch]
+        check_energy_output(pos, y.shape[:1], name=energy._label())
+        neg = None
+        if negatives is not None:
+            y_hat = negatives(energy, y, xb)  # [n_neg, batch, *event]
+            if not isinstance(y_hat, torch.Tensor) or y_hat.shape[1:] != y.shape:
+                got = tuple(y_hat.shape) if isinstance(y_hat, torch.Tensor) else type(y_hat).__name__
+                raise ValueError(
+                    f"negatives must return y_hat of shape [n_neg, *y.shape] = [n_neg, {', '.join(map(str, y.shape))}], "
+                    f"got {got}"
+                )
+            neg = negative_energies(energy, y_hat.detach(), xb)  # [batch, n_neg]
+
+        value = loss(pos, neg)
+        if not isinstance(value, torch.Tensor) or value.dim() != 0:
+            raise ValueError("loss must return a scalar tensor (use reduction='mean' or 'sum')")
+        penalties = {getattr(r, "name", f"reg{i}"): r(energy, y, xb, pos, neg) for i, r in enumerate(regularizers)}
+        total = value + sum(penalties.values()) if penalties else value
+        if not bool(torch.isfinite(total)):
+            raise FloatingPointError(f"the loss is not finite at step {step + 1}: {float(total)}")
+
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        step += 1
+
+        record = {"step": step, "loss": float(value.detach()), "energy_pos": float(pos.detach().mean())}
+        if neg is not None:
+            record["energy_neg"] = float(neg.detach().mean())
+            record["gap"] = record["energy_neg"] - record["energy_pos"]
+        record.update({k: float(v.detach()) for k, v in penalties.items()})
+        record.update(getattr(negatives, "diagnostics", None) or {})
+        history.append(record)
+        bar.update(1)
+        bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "gap") if k in record}, refresh=False)
+
+        stop = any([bool(cb(step, history)) for cb in callbacks])
+        if checkpoint is not None and (
+            stop or step == steps or (checkpoint_every is not None and step % checkpoint_every == 0)
+        ):
+            save()
+        if stop:
+            break
+    bar.close()
+    return history
