@@ -1,0 +1,64 @@
+"""Smoke tests of the example scripts: each runs with ``--quick`` and shows the lecture's qualitative claim."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stochastic_world_ebm_finds_both_branches(tmp_path):
+    r = load("stochastic_world").main(["--quick", "--out", str(tmp_path)])
+    assert os.path.getsize(tmp_path / "stochastic_world.png") > 0
+    # the regressor predicts the average (~0), which is on neither branch
+    assert r["mse_within_eps"] < 0.2
+    assert r["mse_mean_abs_prediction"] < 0.2
+    # the energy's minima lie on the branches, and most x get one minimum on each
+    assert r["ebm_within_eps"] > 0.7
+    assert r["ebm_within_eps"] > r["mse_within_eps"] + 0.5
+    assert r["ebm_both_branches"] > 0.6
+
+
+def test_collapse_energy_loss_collapses_and_hinge_does_not(tmp_path):
+    r = load("collapse").main(["--quick", "--out", str(tmp_path)])
+    assert os.path.getsize(tmp_path / "collapse.png") > 0
+    collapsed, contrastive = r["energy_loss"], r["hinge"]
+    # embedding variance: ~0 against O(1)
+    assert collapsed["embedding_std"] < 1e-2
+    assert contrastive["embedding_std"] > 0.3
+    assert collapsed["embedding_std"] < 1e-2 * contrastive["embedding_std"]
+    # flat energy: negative pairs no higher than positive pairs in absolute terms
+    assert collapsed["energy_gap"] < 1e-3
+    assert contrastive["energy_gap"] > 1.0
+    assert contrastive["energy_neg"] > 10 * contrastive["energy_pos"]
+
+
+def test_energy_landscape_training_improves_the_density(tmp_path):
+    r = load("energy_landscape").main(["--quick", "--out", str(tmp_path)])
+    assert os.path.getsize(tmp_path / "energy_landscape.png") > 0
+    before, after = r["before"], r["after"]
+    assert after["heldout_loglik"] > before["heldout_loglik"] + 0.5
+    assert after["heldout_loglik"] < r["true_loglik"] + 0.1  # the truth bounds it (up to quadrature error)
+    assert after["energy_gap"] > 1.0  # data below the rest of the box
+    assert after["negatives_near_mode"] > before["negatives_near_mode"] + 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["stochastic_world", "collapse", "energy_landscape"])
+def test_example_runs_as_a_script(name, tmp_path):
+    out = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, f"{name}.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert os.path.exists(tmp_path / f"{name}.png")
