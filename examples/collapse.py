@@ -36,7 +36,6 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -49,6 +48,7 @@ from pyro_ebm import Energy, losses
 from pyro_ebm.datasets import eight_gaussians
 from pyro_ebm.negatives import Negatives
 from pyro_ebm.train import fit
+from pyro_ebm.cli import example_parser, run_example
 
 VIEW_NOISE = 0.1
 
@@ -154,18 +154,8 @@ def make_figure(path, runs, points):
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="outputs", help="folder for the figure")
-    p.add_argument("--quick", action="store_true", help="fast smoke run")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (small models: 1 is fastest)")
-    args = p.parse_args(argv)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        return run(args)
-    finally:
-        torch.set_num_threads(previous)
+    p = example_parser(__doc__)
+    return run_example(run, p, argv)
 
 
 def run(args) -> dict:

@@ -21,7 +21,6 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -33,6 +32,7 @@ from pyro_ebm import argmin_energy, as_energy
 from pyro_ebm.datasets import double_well_energy
 from pyro_ebm.diagnostics import NegativesWarning, check_negatives, plot_negatives, plot_rank
 from pyro_ebm.mcmc import sample
+from pyro_ebm.cli import example_parser, run_example
 
 BETA = 8.0
 TILT = 0.1
@@ -76,18 +76,7 @@ def _report(name, s, exact):
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="outputs")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    return run_example(_run, example_parser(__doc__), argv)
 
 
 def _run(args) -> dict:

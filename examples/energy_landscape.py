@@ -36,7 +36,6 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -50,6 +49,7 @@ from pyro_ebm.datasets import eight_gaussians, eight_gaussians_log_prob
 from pyro_ebm.negatives import PersistentNegatives
 from pyro_ebm.partition import log_likelihood, log_partition
 from pyro_ebm.train import EnergyL2, fit
+from pyro_ebm.cli import example_parser, run_example
 
 BOX = 3.0  # plotting box [-BOX, BOX]^2; restarts of the chains are uniform on it
 QUAD_BOX = 4.0  # box of the quadrature for log Z
@@ -123,21 +123,11 @@ def make_figure(path, data, panels):
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="outputs", help="folder for the figure")
-    p.add_argument("--quick", action="store_true", help="fast smoke run")
-    p.add_argument("--seed", type=int, default=0)
+    p = example_parser(__doc__)
     p.add_argument("--steps", type=int, default=None, help="training steps (default 3000, quick 300)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     p.add_argument("--width", type=int, default=128, help="hidden units of the energy MLP")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (small models: 1 is fastest)")
-    args = p.parse_args(argv)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        return run(args)
-    finally:
-        torch.set_num_threads(previous)
+    return run_example(run, p, argv)
 
 
 def run(args) -> dict:

@@ -27,7 +27,6 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -40,6 +39,7 @@ from pyro_ebm import Energy, argmin_energy, losses
 from pyro_ebm.datasets import multimodal_regression
 from pyro_ebm.negatives import Corruption
 from pyro_ebm.train import fit
+from pyro_ebm.cli import example_parser, run_example
 
 Y_RANGE = 1.5  # outputs live in [-1, 1]; negatives and restarts cover a little more
 
@@ -156,19 +156,9 @@ def make_figure(path, x, y, x_grid, mse_pred, energy, x_test, minima):
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="outputs", help="folder for the figure")
-    p.add_argument("--quick", action="store_true", help="fast smoke run")
-    p.add_argument("--seed", type=int, default=0)
+    p = example_parser(__doc__)
     p.add_argument("--eps", type=float, default=0.1)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (small models: 1 is fastest)")
-    args = p.parse_args(argv)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        return run(args)
-    finally:
-        torch.set_num_threads(previous)
+    return run_example(run, p, argv)
 
 
 def run(args) -> dict:

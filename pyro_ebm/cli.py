@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 
-__all__ = ["main", "demo"]
+__all__ = ["main", "demo", "example_parser", "run_example"]
 
 
 def demo(out_dir: str = "outputs", seed: int = 0, quick: bool = False, plots: bool = True) -> dict:
@@ -111,6 +111,35 @@ def demo(out_dir: str = "outputs", seed: int = 0, quick: bool = False, plots: bo
         results["figure"] = path
     print(f"== done in {time.perf_counter() - t0:.1f} s")
     return results
+
+
+def example_parser(doc: str) -> argparse.ArgumentParser:
+    """An argument parser with the flags every example script shares.
+
+    ``--out`` (folder for figures, default ``outputs``), ``--quick`` (a smoke run of a few seconds),
+    ``--seed`` and ``--threads`` (torch CPU threads; 1 is fastest for the examples' small models). Add the
+    script's own flags to it, then call :func:`run_example`.
+    """
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    parser.add_argument("--out", default="outputs", help="folder for the figures (default: outputs)")
+    parser.add_argument("--quick", action="store_true", help="fast smoke run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    return parser
+
+
+def run_example(run, parser: argparse.ArgumentParser, argv=None) -> dict:
+    """Parse ``argv`` with ``parser`` and return ``run(args)``, with torch limited to ``--threads`` threads
+    meanwhile (the previous setting is restored, so tests can call examples in-process)."""
+    import torch
+
+    args = parser.parse_args(argv)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def main(argv=None) -> int:

@@ -58,3 +58,17 @@ def test_cli_entry_point(tmp_path):
         main(["--help"])
     with pytest.raises(SystemExit):
         main(["nonsense"])
+
+
+def test_run_example_limits_and_restores_threads():
+    from pyro_ebm.cli import example_parser, run_example
+
+    before = torch.get_num_threads()
+    p = example_parser("An example.\n\nMore text.")
+    p.add_argument("--extra", type=int, default=3)
+    res = run_example(lambda a: {"threads": torch.get_num_threads(), "extra": a.extra, "quick": a.quick},
+                      p, ["--quick", "--threads", "1", "--extra", "5"])
+    assert res == {"threads": 1, "extra": 5, "quick": True}
+    assert torch.get_num_threads() == before
+    with pytest.raises(SystemExit):
+        run_example(lambda a: None, p, ["--seed", "not-a-number"])
