@@ -14,7 +14,7 @@ from .._validation import check_beta, check_positive_int
 from ..energy import Energy, as_energy
 from . import gibbs_binary, hmc, langevin, tempering as _tempering
 from .adaptation import (
-    DualAveraging,
+    BatchedDualAveraging,
     chees_init,
     chees_update,
     warmup_windows,
@@ -272,28 +272,38 @@ def _progress(total, progress, kernel):
 
 
 class _Recorder:
-    """Keeps references to each iteration's (fresh) tensors; stacks them once at the end."""
+    """Writes each draw into a preallocated ``[chains, draws, D]`` tensor and keeps references to each
+    iteration's (fresh) statistics tensors, stacked once at the end; numbers (the same for every chain)
+    are kept as numbers."""
 
-    def __init__(self, C, S, D, dtype, device):
-        self.C, self.dtype, self.device = C, dtype, device
-        self.q = []
+    def __init__(self, C, S, D, dtype, device, replicas=False):
+        # replicas: the statistics are put as [R, C] tensors; the first replica's are kept
+        self.C, self.dtype, self.device, self.replicas = C, dtype, device, replicas
+        self.draws = torch.empty((C, S, D), dtype=dtype, device=device)
         self.values = {k: [] for k in ("energy", "lp", "acceptance_rate", "step_size", "n_steps", "diverging")}
 
     def put(self, j, q, **values):
-        self.q.append(q)
+        self.draws[:, j] = q
         for k, v in values.items():
             self.values[k].append(v)
 
-    def finish(self):
-        draws = torch.stack(self.q, 1)
+    def finish(self, scale=None):
         stats = {}
         dtypes = {"n_steps": torch.long, "diverging": torch.bool}
         for k, vs in self.values.items():
             dt = dtypes.get(k, self.dtype)
-            cols = [v.to(dt) if isinstance(v, torch.Tensor) else torch.full((self.C,), v, dtype=dt, device=self.device)
-                    for v in vs]
+            if not any(isinstance(v, torch.Tensor) for v in vs):
+                stats[k] = torch.tensor(vs, dtype=dt, device=self.device).expand(self.C, len(vs)).clone()
+                continue
+            if self.replicas and all(isinstance(v, torch.Tensor) for v in vs):
+                stats[k] = torch.stack(vs, -1)[0].to(dt)
+                continue
+            cols = [(v[0] if self.replicas else v).to(dt) if isinstance(v, torch.Tensor)
+                    else torch.full((self.C,), v, dtype=dt, device=self.device) for v in vs]
             stats[k] = torch.stack([c.expand(self.C) for c in cols], 1)
-        return draws, stats
+        for k, c in (scale or {}).items():
+            stats[k] = stats[k] * c
+        return self.draws, stats
 
 
 class _Swapper:
@@ -346,10 +356,11 @@ def _run_hmc(kernel, pot, q, beta_rc, betas, num_warmup, num_samples, gen, progr
     else:
         eps = hmc.find_initial_step_size(state, pot, beta_rc, inv_mass, gen, target=target)
         grad_evals += 16
-    da = DualAveraging(prox_center=torch.log(10 * eps), gamma=_DA_GAMMA)
+    da = BatchedDualAveraging(prox_center=torch.log(10 * eps), gamma=_DA_GAMMA)
     windows = set(warmup_windows(num_warmup)) if adapt_mass else set()
     win_start = 75 if num_warmup >= 150 else int(0.15 * num_warmup)
     welford = welford_init(state.q)
+    n_iter = num_warmup + num_samples
     if use_chees:
         T0 = opts.get("trajectory_length")
         if T0 is None:
@@ -357,82 +368,94 @@ def _run_hmc(kernel, pot, q, beta_rc, betas, num_warmup, num_samples, gen, progr
         else:
             T = torch.full((R,), float(T0), dtype=q.dtype, device=q.device)
         chees = chees_init(T)
+        # the trajectory-length jitter of every iteration, drawn at once (one number per iteration)
+        jitter = torch.rand(n_iter, generator=gen, dtype=q.dtype, device=q.device).tolist()
+        log_max_steps = math.log(max_steps)
     swapper = _Swapper(betas, gen)
-    rec = _Recorder(C, num_samples, D, q.dtype, q.device)
-    div_warm = torch.zeros(C, dtype=torch.long, device=q.device)
-    bar = _progress(num_warmup + num_samples, progress, kernel)
+    rec = _Recorder(C, num_samples, D, q.dtype, q.device, replicas=True)
+    div_warm = torch.zeros((R, C), dtype=torch.long, device=q.device)
+    bar = _progress(n_iter, progress, kernel)
+    cache = hmc.StepCache()
+    metric = 1.0 / inv_mass
+    target_t = torch.tensor(target, dtype=q.dtype, device=q.device)
     eps_run = eps
+    med_for = med_log = None  # log of the median step size of each replica, and the eps_run it is for
     T_over_eps = None
-    for i in range(num_warmup + num_samples):
-        warm = i < num_warmup
-        if i == num_warmup:
-            if adapt_step and num_warmup > 0:
-                eps_run = torch.exp(da.get_state()[1])
-            if use_chees and num_warmup > 0:
-                T = torch.exp(chees.log_T_avg)
-            T_over_eps = None
-            if bar is not None:
-                bar.set_description(f"{kernel} sample")
-        if use_chees:
-            if warm or T_over_eps is None:
-                T = torch.exp(chees.log_T) if warm else T
-                T_over_eps = (T / eps_run.median(dim=1).values).tolist()
-            u = float(torch.rand((), generator=gen, dtype=q.dtype, device=q.device))
-            # one number of steps per replica (no chain waits for another); each chain's trajectory
-            # length is L * its own step size
-            Ls = [min(max_steps, max(1, math.ceil(u * t))) for t in T_over_eps]
-            if all(l == Ls[0] for l in Ls):
-                L = Ls[0]
+    with torch.no_grad():
+        for i in range(n_iter):
+            warm = i < num_warmup
+            if i == num_warmup:
+                if adapt_step and num_warmup > 0:
+                    eps_run = torch.exp(da.get_state()[1])
+                if use_chees and num_warmup > 0:
+                    T = torch.exp(chees.log_T_avg)
+                T_over_eps = None
+                if bar is not None:
+                    bar.set_description(f"{kernel} sample")
+            if use_chees:
+                if warm or T_over_eps is None:
+                    if med_for is not eps_run:
+                        med_log, med_for = eps_run.median(dim=1).values.log(), eps_run
+                    log_T = chees.log_T if warm else T.log()
+                    T_over_eps = torch.exp(log_T - med_log).tolist()
+                u = jitter[i]
+                # one number of steps per replica (no chain waits for another); each chain's trajectory
+                # length is L * its own step size
+                Ls = [min(max_steps, max(1, math.ceil(u * t))) for t in T_over_eps]
+                if all(l == Ls[0] for l in Ls):
+                    L = Ls[0]
+                else:
+                    L = torch.tensor(Ls, device=q.device).unsqueeze(-1).expand(R, C)
             else:
-                L = torch.tensor(Ls, device=q.device).unsqueeze(-1).expand(R, C)
-        else:
-            L = fixed_L
-        state_prev = state
-        state, info = hmc.step(state, pot, eps_run, L, beta_rc, inv_mass, gen, max_delta_energy=max_dE)
-        grad_evals += (L if isinstance(L, int) else max(Ls))
-        if warm:
-            with torch.no_grad():
-                div_warm += info.diverging[0]
+                L = fixed_L
+            state_prev = state
+            state, info = hmc.step(state, pot, eps_run, L, beta_rc, inv_mass, gen, max_delta_energy=max_dE,
+                                   cache=cache)
+            grad_evals += (L if isinstance(L, int) else max(Ls))
+            if warm:
+                div_warm += info.diverging
                 if adapt_step:
-                    da.step(target - info.accept_prob)
+                    da.step(target_t - info.accept_prob)
                     eps_run = torch.exp(da.get_state()[0])
                 if use_chees:
+                    med_log, med_for = eps_run.median(dim=1).values.log(), eps_run
                     chees = chees_update(
                         chees, state_prev.q, info.q_prop, info.p_prop, info.accept_prob,
                         eps_run * info.n_steps, inv_mass, lr=chees_lr,
-                        max_T=max_steps * eps_run.median(dim=1).values,
+                        max_log_T=med_log + log_max_steps, metric=metric,
                     )
                 if adapt_mass and i >= win_start and windows:
                     welford = welford_update(welford, state.q)
                 if i + 1 in windows:
                     inv_mass = welford_variance(welford)
+                    metric = 1.0 / inv_mass
                     welford = welford_init(state.q)
                     if adapt_step:
                         # restart dual averaging (as Stan does) from the window's averaged step size
                         eps_run = torch.exp(da.get_state()[1])
-                        da = DualAveraging(prox_center=torch.log(10 * eps_run), gamma=_DA_GAMMA)
-        else:
-            j = i - num_warmup
-            rec.put(
-                j, state.q[0],
-                energy=info.energy[0], lp=-beta_rc[0] * state.F[0], acceptance_rate=info.accept_prob[0],
-                step_size=eps_run[0], n_steps=info.n_steps if isinstance(info.n_steps, int) else info.n_steps[0],
-                diverging=info.diverging[0],
-            )
-        if R > 1:
-            state = hmc.HMCState(*swapper((state.q, state.F, state.grad), state.F))
-        if bar is not None:
-            bar.update(1)
-            if i % 50 == 0:
-                bar.set_postfix(acc=f"{float(info.accept_prob[0].mean()):.2f}", steps=L if isinstance(L, int) else max(Ls), refresh=False)
+                        da = BatchedDualAveraging(prox_center=torch.log(10 * eps_run), gamma=_DA_GAMMA)
+            else:
+                j = i - num_warmup
+                rec.put(
+                    j, state.q[0],
+                    energy=info.energy, lp=state.F, acceptance_rate=info.accept_prob,
+                    step_size=eps_run, n_steps=info.n_steps, diverging=info.diverging,
+                )
+            if R > 1:
+                state = hmc.HMCState(*swapper((state.q, state.F, state.grad), state.F))
+            if bar is not None:
+                bar.update(1)
+                if i % 50 == 0:
+                    bar.set_postfix(acc=f"{float(info.accept_prob[0].mean()):.2f}",
+                                    steps=L if isinstance(L, int) else max(Ls), refresh=False)
     if bar is not None:
         bar.close()
-    draws, stats = rec.finish()
+    draws, stats = rec.finish(scale={"lp": -beta_rc[0]})  # lp = -beta F
     info_out = {
         "step_size": eps_run[0].clone(),
         "inv_mass": pot.unflatten(inv_mass[0, 0]) if not pot.is_model else inv_mass[0, 0],
         "num_divergent": stats["diverging"].sum(1),
-        "num_divergent_warmup": div_warm,
+        "num_divergent_warmup": div_warm[0],
         "grad_evals": grad_evals,
     }
     if use_chees:

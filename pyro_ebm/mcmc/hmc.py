@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["HMCState", "HMCInfo", "init", "step", "find_initial_step_size"]
+__all__ = ["HMCState", "HMCInfo", "StepCache", "init", "step", "find_initial_step_size"]
 
 
 class HMCState(NamedTuple):
@@ -52,14 +52,12 @@ def init(potential, q: torch.Tensor) -> HMCState:
     return HMCState(q.detach(), F, g)
 
 
-def _leapfrog(potential, q, p, grad, F, step, beta, inv_mass, n_steps, n_max):
+def _leapfrog(potential, q, p, grad, F, half, full, drift, n_steps, n_max):
     """``n_max`` batched leapfrog steps; rows with ``n_steps <= k`` are frozen from step ``k`` on.
 
-    ``step`` ``[R, C, 1]``, ``beta`` ``[R, 1, 1]`` (for ``U = beta F``), ``inv_mass`` ``[R, 1, D]``.
+    ``half`` ``[R, C, 1]`` is the half kick ``step * beta / 2`` (for ``U = beta F``), ``full = 2 half``
+    and ``drift = step * inv_mass`` ``[R, C, D]``.
     """
-    half = 0.5 * step * beta
-    full = 2 * half
-    drift = step * inv_mass
     masked = n_steps is not None
     p = torch.addcmul(p, half, grad, value=-1)
     for k in range(n_max):
@@ -75,8 +73,38 @@ def _leapfrog(potential, q, p, grad, F, step, beta, inv_mass, n_steps, n_max):
             p = torch.addcmul(p, kick, grad, value=-1)
         else:
             q, F, grad = q_new, F_new, g_new
-            p = torch.addcmul(p, half if k == n_max - 1 else full, grad, value=-1)
+            # p is a fresh tensor of this transition: update it in place
+            p.addcmul_(half if k == n_max - 1 else full, grad, value=-1)
     return q, p, F, grad
+
+
+class StepCache:
+    """Per-transition constants of :func:`step` that depend only on the step size, ``beta`` and the mass
+    matrix; a driver passes one instance to every call and the constants are recomputed only when one of
+    those tensors is replaced by another object (tensors must not be modified in place)."""
+
+    __slots__ = ("_mass_key", "_sd", "_half_inv_mass", "_step_key", "_half", "_full", "_drift")
+
+    def __init__(self):
+        self._mass_key = self._step_key = None
+
+    def mass(self, inv_mass):
+        """``(inv_mass^(-1/2), inv_mass / 2)``."""
+        if self._mass_key is not inv_mass:
+            self._sd = inv_mass.rsqrt()
+            self._half_inv_mass = 0.5 * inv_mass
+            self._mass_key = inv_mass
+        return self._sd, self._half_inv_mass
+
+    def steps(self, step_size, beta, inv_mass):
+        key = self._step_key
+        if key is None or key[0] is not step_size or key[1] is not beta or key[2] is not inv_mass:
+            step = step_size.unsqueeze(-1)
+            self._half = 0.5 * step * beta.unsqueeze(-1)
+            self._full = 2 * self._half
+            self._drift = step * inv_mass
+            self._step_key = (step_size, beta, inv_mass)
+        return self._half, self._full, self._drift
 
 
 def step(
@@ -89,6 +117,7 @@ def step(
     generator: torch.Generator,
     *,
     max_delta_energy: float = 1000.0,
+    cache: StepCache | None = None,
 ):
     """One HMC transition for every chain.
 
@@ -99,6 +128,8 @@ def step(
     :param beta: ``[R, 1]`` inverse temperature of each replica.
     :param inv_mass: ``[R, 1, D]`` diagonal inverse mass matrix.
     :param generator: ``torch.Generator`` on the state's device.
+    :param cache: optional :class:`StepCache` reused across calls (saves recomputing constants while
+        the step size and mass matrix stay the same objects).
     :returns: ``(new_state, HMCInfo)``.
 
     Example (the driver :func:`pyro_ebm.mcmc.sample` normally does this)::
@@ -116,32 +147,34 @@ def step(
         (torch.Size([1, 5, 3]), torch.Size([1, 5]))
     """
     q, F, grad = state
+    if cache is None:
+        cache = StepCache()
     with torch.no_grad():
-        beta3 = beta.unsqueeze(-1)
         xi = torch.randn(q.shape, generator=generator, dtype=q.dtype, device=q.device)
-        p = xi * inv_mass.rsqrt()
-        H0 = beta * F + 0.5 * xi.square().sum(-1)  # K(p) = |xi|^2 / 2
+        sd, half_inv_mass = cache.mass(inv_mass)
+        p = xi * sd
+        H0 = torch.linalg.vecdot(xi, xi).mul_(0.5).addcmul_(beta, F)  # beta F + K(p), K(p) = |xi|^2 / 2
         if isinstance(n_steps, int):
             n_max, n_t = n_steps, None
-            n_steps_t = n_steps
         else:
             n_max = int(n_steps.max())
             n_t = None if int(n_steps.min()) == n_max else n_steps
-            n_steps_t = n_steps
-    q1, p1, F1, g1 = _leapfrog(potential, q, p, grad, F, step_size.unsqueeze(-1), beta3, inv_mass, n_t, n_max)
+        half, full, drift = cache.steps(step_size, beta, inv_mass)
+    q1, p1, F1, g1 = _leapfrog(potential, q, p, grad, F, half, full, drift, n_t, n_max)
     with torch.no_grad():
-        H1 = beta * F1 + 0.5 * (p1 * p1 * inv_mass).sum(-1)
-        # a non-finite position or gradient makes the final momentum, hence dH, non-finite: such a
-        # proposal gets dH = inf, acceptance probability 0, and counts as divergent
-        dH = torch.nan_to_num(H1 - H0, nan=float("inf"), posinf=float("inf"), neginf=float("inf"))
-        accept_prob = torch.exp(-dH).clamp_(max=1.0)
+        H1 = torch.linalg.vecdot(p1, p1 * half_inv_mass).addcmul_(beta, F1)
+        # a non-finite position or gradient makes the final momentum, hence dH = H1 - H0, non-finite: such
+        # a proposal gets dH = inf, acceptance probability 0, and counts as divergent
+        ninf = float("-inf")
+        minus_dH = H0.sub(H1).nan_to_num_(nan=ninf, posinf=ninf, neginf=ninf)
+        accept_prob = minus_dH.exp().clamp_(max=1.0)
         u = torch.rand(F.shape, generator=generator, dtype=F.dtype, device=F.device)
         accepted = u < accept_prob  # u in [0, 1): never for probability 0
         a3 = accepted.unsqueeze(-1)
         new = HMCState(torch.where(a3, q1, q), torch.where(accepted, F1, F), torch.where(a3, g1, grad))
         energy = torch.where(accepted, H1, H0)
-        diverging = dH > max_delta_energy
-    return new, HMCInfo(accept_prob, accepted, diverging, energy, q1, p1, n_steps_t)
+        diverging = minus_dH < -max_delta_energy
+    return new, HMCInfo(accept_prob, accepted, diverging, energy, q1, p1, n_steps)
 
 
 def find_initial_step_size(

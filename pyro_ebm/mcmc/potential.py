@@ -19,6 +19,8 @@ import pyro
 import pyro.poutine as poutine
 from torch.distributions import biject_to
 
+from ..energy import _CallableEnergy
+
 __all__ = ["EnergyPotential", "ModelPotential"]
 
 
@@ -45,20 +47,43 @@ class EnergyPotential:
         with torch.no_grad():
             return self._call(q)
 
-    def _call(self, q: torch.Tensor) -> torch.Tensor:
+    def _input(self, q: torch.Tensor) -> torch.Tensor:
+        """``q`` ``[R, C, D]`` reshaped to the energy's input (a view)."""
         R, C = q.shape[:2]
         if self.x is None:
-            y = q.reshape((R * C,) + self.event_shape)
-            out = self.energy(y)
-        elif R == 1:
-            out = self.energy(q.reshape((C,) + self.event_shape), self.x)
-        else:
-            out = self.energy(q.reshape((R, C) + self.event_shape), self.x)
-        return out.reshape(R, C)
+            return q.reshape((R * C,) + self.event_shape)
+        if R == 1:
+            return q.reshape((C,) + self.event_shape)
+        return q.reshape((R, C) + self.event_shape)
+
+    def _energy(self, y: torch.Tensor) -> torch.Tensor:
+        e = self.energy
+        # a plain callable wrapped by as_energy: call it directly (the wrapper's forward only forwards
+        # to it), unless someone hooked the wrapper module
+        if type(e) is _CallableEnergy and not (e._forward_hooks or e._forward_pre_hooks or _global_hooks()):
+            return e.fn(y) if self.x is None else e.fn(y, self.x)
+        return e(y) if self.x is None else e(y, self.x)
+
+    def _call(self, q: torch.Tensor) -> torch.Tensor:
+        return self._energy(self._input(q)).reshape(q.shape[:2])
 
     def value_and_grad(self, q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``F`` ``[R, C]`` and ``dF/dq`` ``[R, C, D]`` (gradient w.r.t. ``q`` only)."""
-        return _value_and_grad(self._call, q, self)
+        """``F`` ``[R, C]`` and ``dF/dq`` ``[R, C, D]`` (gradient w.r.t. ``q`` only).
+
+        The reshapes between the flat chain batch and the energy's input/output are done outside the
+        autograd graph, so the backward pass is the energy's own.
+        """
+        y = self._input(q.detach())
+        F, g = _value_and_grad(self._energy, y, self)
+        return F.reshape(q.shape[:2]), g.reshape(q.shape)
+
+
+def _global_hooks() -> bool:
+    m = torch.nn.modules.module
+    return bool(
+        getattr(m, "_global_forward_hooks", None) or getattr(m, "_global_forward_pre_hooks", None)
+        or getattr(m, "_global_forward_hooks_always_called", None)
+    )
 
 
 try:  # the engine call behind torch.autograd.grad, without its per-call argument checks
