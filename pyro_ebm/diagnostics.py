@@ -10,8 +10,9 @@ checks it the way one checks a posterior sample:
   ``step_size``, ``n_steps``, ``diverging``) so that ArviZ's energy/BFMI and divergence tools work.
 * :func:`summary` and :func:`check_negatives` report R-hat, bulk/tail ESS, ESS per chain, BFMI per chain,
   divergences and acceptance, and warn (:class:`NegativesWarning`) when the chains have not mixed.
-* :func:`energy_gap` is the mean energy of the data minus the mean energy of the negatives, with a standard
-  error that accounts for autocorrelation along the chains.
+* :func:`energy_gap` is the mean energy of the negatives minus the mean energy of the data (the sign of the
+  ``gap`` in :func:`pyro_ebm.train.fit`'s history), with a standard error that accounts for
+  autocorrelation along the chains.
 * :func:`plot_trace`, :func:`plot_rank`, :func:`plot_energy` and :func:`plot_negatives` draw the usual
   pictures with matplotlib.
 
@@ -564,7 +565,7 @@ def check_negatives(
 class EnergyGap:
     """Result of :func:`energy_gap`.
 
-    :ivar gap: ``mean F(data) - mean F(negatives)`` (negative when the data sit lower than the negatives).
+    :ivar gap: ``mean F(negatives) - mean F(data)`` (positive when the data sit lower than the negatives).
     :ivar stderr: its standard error, ``sqrt(data_stderr**2 + negative_stderr**2)``.
     :ivar negative_ess: the ESS used for the negatives' standard error (their count when they are iid).
     """
@@ -583,7 +584,7 @@ class EnergyGap:
 
 
 def energy_gap(data_energies, negative_energies) -> EnergyGap:
-    """Energy gap between data and negatives, ``mean F(data) - mean F(negatives)``, with a standard error.
+    """Energy gap between negatives and data, ``mean F(negatives) - mean F(data)``, with a standard error.
 
     :param data_energies: energies of the data points, any shape (flattened; treated as independent).
     :param negative_energies: energies of the negatives: ``[chains, draws]`` (MCMC output: the standard
@@ -598,7 +599,7 @@ def energy_gap(data_energies, negative_energies) -> EnergyGap:
         >>> from pyro_ebm.diagnostics import energy_gap
         >>> gap, se = energy_gap(torch.zeros(100), torch.ones(4, 50))
         >>> gap, se
-        (-1.0, 0.0)
+        (1.0, 0.0)
     """
     data = _to_numpy(data_energies, "data_energies").astype(float).ravel()
     neg = _to_numpy(negative_energies, "negative_energies").astype(float)
@@ -623,7 +624,7 @@ def energy_gap(data_energies, negative_energies) -> EnergyGap:
         neg_ess = float(neg.size)
     neg_se = neg_sd / math.sqrt(neg_ess) if neg_ess > 0 else math.inf
     return EnergyGap(
-        gap=data_mean - neg_mean,
+        gap=neg_mean - data_mean,
         stderr=math.sqrt(data_se**2 + neg_se**2),
         data_mean=data_mean,
         data_stderr=data_se,

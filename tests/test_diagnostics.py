@@ -377,7 +377,7 @@ def test_energy_gap_iid_closed_form():
     result = energy_gap(torch.as_tensor(data), torch.as_tensor(neg))
     assert isinstance(result, EnergyGap)
     gap, se = result
-    assert gap == pytest.approx(data.mean() - neg.mean(), rel=1e-12)
+    assert gap == pytest.approx(neg.mean() - data.mean(), rel=1e-12)
     expected = math.sqrt(data.var(ddof=1) / 400 + neg.var(ddof=1) / 900)
     assert se == pytest.approx(expected, rel=1e-12)
     assert result.negative_ess == 900
@@ -387,7 +387,7 @@ def test_energy_gap_chains_iid_matches_closed_form():
     rng = np.random.default_rng(7)
     data, neg = rng.normal(0.0, 1.0, size=2000), rng.normal(3.0, 2.0, size=(8, 500))
     result = energy_gap(data, neg)
-    assert result.gap == pytest.approx(data.mean() - neg.mean(), rel=1e-12)
+    assert result.gap == pytest.approx(neg.mean() - data.mean(), rel=1e-12)
     # iid draws: the ESS is about the number of draws, so the error is the closed form sqrt(s1²/n1 + s2²/n2)
     closed = math.sqrt(1.0 / 2000 + 4.0 / 4000)
     assert result.stderr == pytest.approx(closed, rel=0.1)
