@@ -24,7 +24,7 @@ from .gibbs import DiscreteGibbs, GibbsBoltzmann, energy_factor, product_values
 __version__ = "0.1.0"
 
 #: submodules loaded on first attribute access (``pyro_ebm.losses.hinge`` works after ``import pyro_ebm``)
-_SUBMODULES = {"datasets", "diagnostics", "losses", "mcmc", "negatives", "partition", "train"}
+_SUBMODULES = {"datasets", "diagnostics", "losses", "mcmc", "ml", "negatives", "partition", "train"}
 
 
 def __getattr__(name):
