@@ -616,6 +616,7 @@ class PersistentNegatives(Negatives):
         self.chains.energy = E  # the energy object may differ between calls; its parameters change anyway
         M = self.n_neg * y_flat.shape[0]
         out = self.chains.sample(M, self.steps, x=_repeat(x_flat, self.n_neg))
+        self.diagnostics = dict(self.chains.last_stats)
         return out.reshape((self.n_neg,) + tuple(batch) + tuple(E.event_shape))
 
     def state_dict(self) -> dict:

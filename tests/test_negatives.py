@@ -438,3 +438,22 @@ def test_candidates_of_the_wrong_event_shape_raise():
     F = quadratic([0.0, 0.0])
     with pytest.raises(ValueError, match="candidates must have shape"):
         MostOffending(torch.zeros(4, 3))(F, torch.zeros(2, 2))
+
+
+def test_persistent_hmc_negatives_report_acceptance():
+    """Metropolis-adjusted persistent chains report their acceptance: near 1 for tiny steps on a Gaussian,
+    and lower for a step size that is too large (the leapfrog error grows with the step)."""
+    from pyro_ebm import as_energy
+    from pyro_ebm.negatives import PersistentNegatives
+
+    F = as_energy(lambda y: 0.5 * (y**2).sum(-1), event_shape=(2,))
+    y = torch.zeros(64, 2)
+    small = PersistentNegatives(256, steps=5, kernel="hmc", step_size=0.01, seed=0)
+    small(F, y)
+    big = PersistentNegatives(256, steps=5, kernel="hmc", step_size=1.9, n_leapfrog=20, seed=0)
+    big(F, y)
+    assert small.diagnostics["acceptance_rate"] > 0.99 and small.diagnostics["diverging"] == 0
+    assert big.diagnostics["acceptance_rate"] < small.diagnostics["acceptance_rate"] - 0.05
+    ula = PersistentNegatives(256, steps=5, kernel="ula", step_size=0.01, seed=0)
+    ula(F, y)
+    assert ula.diagnostics == {}

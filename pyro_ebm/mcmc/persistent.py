@@ -96,6 +96,7 @@ class PersistentChains:
         self.generator = make_generator(seed, self.device)
         self._noise = noise
         self.buffer = init.detach().clone() if init is not None else self.noise(buffer_size)
+        self.last_stats = {}
 
     def noise(self, n: int) -> torch.Tensor:
         """``n`` fresh states ``[n, *event]``."""
@@ -110,10 +111,15 @@ class PersistentChains:
     def sample(self, n: int, steps: int, x=None) -> torch.Tensor:
         """Continue ``n`` random buffer entries for ``steps`` steps; returns ``[n, *event]`` (detached).
 
+        After the call, ``last_stats`` holds the Metropolis-adjusted kernels' mean acceptance probability over
+        the steps and chains (``acceptance_rate``) and the number of divergent transitions (``diverging``);
+        it is empty for ULA and Gibbs, which have no accept/reject step.
+
         :param x: optional conditioning passed to the energy.
         """
         n = check_positive_int(n, "n")
         steps = check_positive_int(steps, "steps", minimum=0)
+        self.last_stats = {}
         idx = torch.randint(0, self.buffer_size, (n,), generator=self.generator, device=self.device)
         y = self.buffer[idx]
         fresh = torch.rand((n,), generator=self.generator, dtype=self.dtype, device=self.device) < self.reinit_prob
@@ -135,8 +141,14 @@ class PersistentChains:
                 L = 1 if self.kernel == "mala" else self.n_leapfrog
                 eps = torch.full((1, n), self.step_size, dtype=self.dtype, device=self.device)
                 inv_mass = torch.ones((1, 1, q.shape[-1]), dtype=self.dtype, device=self.device)
+                accept = torch.zeros((), dtype=self.dtype, device=self.device)
+                divergent = torch.zeros((), dtype=torch.long, device=self.device)
                 for _ in range(steps):
-                    state, _ = hmc.step(state, pot, eps, L, beta, inv_mass, self.generator)
+                    state, info = hmc.step(state, pot, eps, L, beta, inv_mass, self.generator)
+                    accept += info.accept_prob.mean()
+                    divergent += info.diverging.sum()
+                if steps:
+                    self.last_stats = {"acceptance_rate": float(accept) / steps, "diverging": int(divergent)}
         out = pot.unflatten(state.q[0]).detach()
         self.buffer[idx] = out
         return out.clone()
