@@ -1,21 +1,24 @@
 """Warmup adaptation, batched over chains.
 
-All state here is a small tuple of tensors; every update is a handful of elementwise torch ops, so the
-driver can call them once per iteration for thousands of chains without a Python loop over chains.
+All state here is a small tuple of tensors (or of numbers, one per replica); every update is a handful
+of elementwise torch ops, so the driver can call them once per iteration for thousands of chains
+without a Python loop over chains.
 
 * :class:`BatchedDualAveraging` is :class:`pyro.ops.dual_averaging.DualAveraging`'s scheme (same
   formulas and defaults) written as three fused tensor updates, so a statistic ``g`` of shape
   ``[replicas, chains]`` gives one scheme per chain for the price of three tensor operations.
-* :func:`welford_init` / :func:`welford_update` estimate a diagonal variance *across chains and
-  iterations* (Pyro's ``WelfordCovariance`` takes one sample per call, which would need a loop over
-  chains; this is Chan's parallel merge of a whole chain batch at once).
-* :func:`chees_init` / :func:`chees_update` adapt the HMC trajectory length by stochastic gradient
-  ascent on the ChEES criterion (Hoffman, Radul & Sountsov, AISTATS 2021).
+* :func:`moments_init` / :func:`moments_update` / :func:`moments_variance` estimate a diagonal variance
+  *across chains and iterations* (Pyro's ``WelfordCovariance`` takes one sample per call, which would
+  need a loop over chains): shifted sums, three elementwise operations per batch of chains.
+* :func:`chees_init` / :func:`chees_gradient` / :func:`chees_update` adapt the HMC trajectory length by
+  stochastic gradient ascent on the ChEES criterion (Hoffman, Radul & Sountsov, AISTATS 2021) with a
+  cost penalty.
 * :func:`warmup_windows` is Stan's windowed schedule for the mass matrix.
 """
 
 from __future__ import annotations
 
+import math
 from typing import List, NamedTuple
 
 import torch
@@ -24,12 +27,13 @@ from pyro.ops.dual_averaging import DualAveraging
 __all__ = [
     "DualAveraging",
     "BatchedDualAveraging",
-    "WelfordState",
-    "welford_init",
-    "welford_update",
-    "welford_variance",
+    "MomentsState",
+    "moments_init",
+    "moments_update",
+    "moments_variance",
     "CheesState",
     "chees_init",
+    "chees_gradient",
     "chees_update",
     "warmup_windows",
 ]
@@ -67,115 +71,151 @@ class BatchedDualAveraging:
         return self._x_t, self._x_avg
 
 
-class WelfordState(NamedTuple):
-    """Running count, mean ``[replicas, 1, D]`` and sum of squared deviations ``[replicas, 1, D]``."""
+class MomentsState(NamedTuple):
+    """Sums for a diagonal variance across chains and iterations: the number of draws merged,
+    a per-dimension ``shift`` ``[R, 1, D]`` (the first batch's mean) and per-chain sums of ``q - shift``
+    and of its square, both ``[R, C, D]``."""
 
-    count: float
-    mean: torch.Tensor
-    m2: torch.Tensor
-
-
-def welford_init(q: torch.Tensor) -> WelfordState:
-    """Empty accumulator shaped like one chain batch ``q`` of shape ``[replicas, chains, D]``."""
-    z = torch.zeros_like(q[:, :1])
-    return WelfordState(0.0, z, z.clone())
+    count: int
+    shift: torch.Tensor
+    s1: torch.Tensor
+    s2: torch.Tensor
 
 
-def welford_update(state: WelfordState, q: torch.Tensor) -> WelfordState:
-    """Merge a batch of chains ``q`` ``[replicas, chains, D]`` into the accumulator (Chan et al. 1979)."""
-    nb = q.shape[1]
-    mean_b = q.mean(1, keepdim=True)
-    m2_b = (q - mean_b).pow_(2).sum(1, keepdim=True)
-    n = state.count + nb
-    delta = mean_b - state.mean
-    mean = torch.add(state.mean, delta, alpha=nb / n)
-    m2 = torch.addcmul(state.m2 + m2_b, delta, delta, value=state.count * nb / n)
-    return WelfordState(n, mean, m2)
+def moments_init(q: torch.Tensor) -> MomentsState:
+    """Empty accumulator for chain batches shaped like ``q`` ``[replicas, chains, D]``; the shift is
+    ``q``'s mean over chains, which keeps the sums free of cancellation when ``|mean| >> std``."""
+    z = torch.zeros_like(q)
+    return MomentsState(0, q.mean(1, keepdim=True), z, z.clone())
 
 
-def welford_variance(state: WelfordState, regularize: bool = True) -> torch.Tensor:
-    """Sample variance ``[replicas, 1, D]``, shrunk towards ``1e-3`` like Stan when ``regularize``."""
-    n = max(state.count, 2.0)
-    var = state.m2 / (n - 1)
+def moments_update(state: MomentsState, q: torch.Tensor) -> MomentsState:
+    """Add a batch of chains ``q`` ``[replicas, chains, D]`` (three elementwise operations, in place)."""
+    d = q - state.shift
+    state.s1.add_(d)
+    state.s2.addcmul_(d, d)
+    return MomentsState(state.count + 1, state.shift, state.s1, state.s2)
+
+
+def moments_variance(state: MomentsState, regularize: bool = True) -> torch.Tensor:
+    """Sample variance ``[replicas, 1, D]`` of every draw merged, shrunk towards ``1e-3`` like Stan
+    when ``regularize``."""
+    n = max(state.count * state.s1.shape[1], 2)
+    m1 = state.s1.sum(1, keepdim=True) / n
+    var = (state.s2.sum(1, keepdim=True) / n - m1 * m1) * (n / (n - 1))
+    var = var.clamp_min(0.0)
     if regularize:
         var = (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))
     return var
 
 
 class CheesState(NamedTuple):
-    """Log trajectory length ``[replicas]``, its running average, Adam's second moment, iteration count."""
+    """Per replica (tuples of floats): log trajectory length, its running average and Adam's second
+    moment; and the iteration count. The state is a handful of numbers per replica, so the Adam step
+    is plain Python arithmetic rather than a dozen tensor operations on one-element tensors."""
 
-    log_T: torch.Tensor
-    log_T_avg: torch.Tensor
-    v: torch.Tensor
+    log_T: tuple
+    log_T_avg: tuple
+    v: tuple
     t: int
 
 
-def chees_init(T0: torch.Tensor) -> CheesState:
-    log_T = T0.log()
-    return CheesState(log_T, log_T.clone(), torch.zeros_like(log_T), 0)
+def chees_init(T0) -> CheesState:
+    """State for initial trajectory lengths ``T0`` (a float, a sequence or a tensor, one per replica)."""
+    T0 = torch.as_tensor(T0).flatten().tolist()
+    if not T0 or not all(math.isfinite(t) and t > 0 for t in T0):
+        raise ValueError(f"T0 must be positive finite trajectory lengths, got {T0}")
+    log_T = tuple(math.log(t) for t in T0)
+    return CheesState(log_T, log_T, (0.0,) * len(log_T), 0)
 
 
-def chees_update(
-    state: CheesState,
+def chees_gradient(
     q0: torch.Tensor,
     q_prop: torch.Tensor,
     p_prop: torch.Tensor,
     accept_prob: torch.Tensor,
     traj_len: torch.Tensor,
-    inv_mass: torch.Tensor,
+    metric: torch.Tensor,
+    cost_exponent: float = 0.5,
+) -> List[float]:
+    """Estimate of ``d/d log T [log ChEES - a log T]`` for each replica (``a = cost_exponent``).
+
+    ``ChEES = E[(|q' - E q'|^2 - |q - E q|^2)^2] / 4`` with norms in the metric ``M = diag(metric)``
+    (the inverse of the diagonal inverse mass matrix). Its per-chain gradient estimate w.r.t. ``log T``
+    is ``t_i (|q'_i - mean'|^2 - |q_i - mean|^2) <q'_i - mean', p'_i>`` with ``t_i`` the chain's
+    (jittered) trajectory length; chains are weighted by their acceptance probability, and proposals that
+    are not finite (acceptance probability 0) get weight 0. A replica with no usable chain gets 0.
+
+    Shapes: ``q0, q_prop, p_prop`` ``[R, C, D]``, ``accept_prob, traj_len`` ``[R, C]``, ``metric``
+    ``[R, 1, D]``. Returns ``R`` floats.
+    """
+    w = accept_prob
+    wn = w / w.sum(1, keepdim=True)
+    out = _chees_terms(q0, q_prop, p_prop, wn, traj_len, metric)
+    if not all(map(math.isfinite, out)):
+        # a non-finite proposal (weight 0, but 0 * inf = nan): replace it by its chain's start
+        valid = (w > 0).unsqueeze(-1)
+        q_prop = torch.where(valid, q_prop, q0)
+        p_prop = torch.where(valid, p_prop, 0.0)
+        out = _chees_terms(q0, q_prop, p_prop, wn, traj_len, metric)
+    R = q0.shape[0]
+    grads = []
+    for g, chees_4 in zip(out[:R], out[R:]):
+        if not (math.isfinite(g) and math.isfinite(chees_4)):
+            g = 0.0
+        elif cost_exponent:
+            g = 4.0 * g / chees_4 - cost_exponent if chees_4 > 0 else 0.0
+        grads.append(g)
+    return grads
+
+
+def _chees_terms(q0, qp, pp, wn, traj_len, metric):
+    """``[dChEES/dlogT for each replica] + [4 ChEES for each replica]`` as one list of floats."""
+    d0 = q0 - q0.mean(1, keepdim=True)
+    d1 = qp - torch.matmul(wn.unsqueeze(1), qp)  # q' minus the weighted mean of the proposals
+    # |d1|^2_M - |d0|^2_M
+    diff = torch.matmul(torch.addcmul(d1 * d1, d0, d0, value=-1), metric.transpose(-1, -2)).squeeze(-1)
+    wdiff = wn * diff
+    g = torch.linalg.vecdot(wdiff, traj_len * torch.linalg.vecdot(d1, pp))
+    return torch.cat((g, torch.linalg.vecdot(wdiff, diff))).tolist()
+
+
+def chees_update(
+    state: CheesState,
+    grads: List[float],
     *,
     lr: float = 0.025,
     beta2: float = 0.5,
     kappa: float = 0.75,
-    max_T: torch.Tensor | None = None,
-    max_log_T: torch.Tensor | None = None,
-    metric: torch.Tensor | None = None,
+    max_log_T: List[float] | None = None,
 ) -> CheesState:
-    """One Adam step (no first moment) on ``log T`` along the ChEES gradient estimate.
+    """One Adam step (no first moment) on each replica's ``log T`` along ``grads`` (from
+    :func:`chees_gradient`), capped at ``max_log_T``; the running average uses weights ``t^-kappa``.
 
-    ``ChEES = E[(|q' - E q'|^2 - |q - E q|^2)^2] / 4`` (norms in the metric whitened by the mass
-    matrix); its per-chain gradient estimate w.r.t. ``log T`` is
-    ``t_i (|q'_i - mean'|^2 - |q_i - mean|^2) <q'_i - mean', p'_i>`` with ``t_i`` the chain's
-    (jittered) trajectory length; chains are weighted by their acceptance probability, and proposals
-    that are not finite have acceptance probability 0 and so get weight 0.
+    The objective is ``log ChEES - a log T``. Plain ChEES (``a = 0``, the criterion of Hoffman, Radul &
+    Sountsov, 2021) is flat in ``T`` once trajectories decorrelate (on a Gaussian its jittered value
+    tends to a constant beyond about one period), and Adam's normalised steps then random-walk ``log T``:
+    the adapted length, hence the cost per draw, varied ten-fold between seeds while the ESS did not.
+    ``a = 1/2`` charges the trajectory's cost like the ``1/sqrt(L)`` penalty of Wang, Mohamed &
+    de Freitas (2013) for the expected squared jump: ``log T`` settles where ChEES grows like ``sqrt(T)``.
 
-    Shapes: ``q0, q_prop, p_prop`` ``[R, C, D]``, ``accept_prob, traj_len`` ``[R, C]``,
-    ``inv_mass`` ``[R, 1, D]``; the state holds ``[R]`` tensors. ``max_T`` (or its log, ``max_log_T``)
-    caps the trajectory length; ``metric`` is ``1 / inv_mass`` when the caller already has it.
+    >>> st = chees_update(chees_init(1.0), [1.0], lr=0.1)
+    >>> round(math.exp(st.log_T[0]), 4)   # one normalised step of 0.1 in log T
+    1.1052
     """
-    # the acceptance probability is 0 for every proposal that is not finite (see hmc.step)
-    w = accept_prob
-    wsum = w.sum(1, keepdim=True)
-    wn = w / wsum.clamp_min(1e-12)
-    if bool((w > 0).all()):  # the usual case: no proposal to mask out
-        qp, pp = q_prop, p_prop
-    else:
-        valid = (w > 0).unsqueeze(-1)
-        qp = torch.where(valid, q_prop, q0)
-        pp = torch.where(valid, p_prop, 0.0)
-    if metric is None:
-        metric = 1.0 / inv_mass
-    mean0 = q0.mean(1, keepdim=True)
-    mean1 = torch.matmul(wn.unsqueeze(1), qp)  # sum_i wn_i qp_i: [R, 1, D]
-    d0 = q0 - mean0
-    d1 = qp - mean1
-    # |d1|^2_M - |d0|^2_M, M = diag(metric)
-    diff = torch.matmul(torch.addcmul(d1 * d1, d0, d0, value=-1), metric.transpose(-1, -2)).squeeze(-1)
-    g_i = (traj_len * diff).mul_(torch.linalg.vecdot(d1, pp))
-    g = torch.linalg.vecdot(wn, g_i)
-    g = torch.where(torch.isfinite(g) & (wsum > 1e-12).squeeze(1), g, 0.0)
     t = state.t + 1
-    v = torch.lerp(state.v, g * g, 1 - beta2)  # beta2 v + (1 - beta2) g^2
-    # log T += lr g / (sqrt(v_hat) + 1e-10), v_hat = v / (1 - beta2^t)
-    denom = v.sqrt().mul_((1 - beta2**t) ** -0.5).add_(1e-10)
-    log_T = torch.addcdiv(state.log_T, g, denom, value=lr)
-    if max_log_T is None and max_T is not None:
-        max_log_T = max_T.log()
-    if max_log_T is not None:
-        log_T = torch.minimum(log_T, max_log_T)
-    log_T_avg = torch.lerp(state.log_T_avg, log_T, t ** (-kappa))  # (1 - w) avg + w log_T
-    return CheesState(log_T, log_T_avg, v, t)
+    bias = (1 - beta2**t) ** -0.5
+    w_avg = t ** (-kappa)
+    log_T, log_T_avg, v = [], [], []
+    for r, g in enumerate(grads):
+        v_r = beta2 * state.v[r] + (1 - beta2) * g * g
+        lt = state.log_T[r] + lr * g / (math.sqrt(v_r) * bias + 1e-10)
+        if max_log_T is not None:
+            lt = min(lt, max_log_T[r])
+        log_T.append(lt)
+        log_T_avg.append(state.log_T_avg[r] + w_avg * (lt - state.log_T_avg[r]))
+        v.append(v_r)
+    return CheesState(tuple(log_T), tuple(log_T_avg), tuple(v), t)
 
 
 def warmup_windows(num_warmup: int, init_buffer: int = 75, term_buffer: int = 50, base_window: int = 25) -> List[int]:

@@ -15,12 +15,13 @@ from ..energy import Energy, as_energy
 from . import gibbs_binary, hmc, langevin, tempering as _tempering
 from .adaptation import (
     BatchedDualAveraging,
+    chees_gradient,
     chees_init,
     chees_update,
+    moments_init,
+    moments_update,
+    moments_variance,
     warmup_windows,
-    welford_init,
-    welford_update,
-    welford_variance,
 )
 from .potential import EnergyPotential, ModelPotential
 from .samples import Samples
@@ -32,6 +33,10 @@ __all__ = ["sample", "KERNELS", "make_generator"]
 #: jitter so much that the averaged step size overshoots the target acceptance (0.8 -> ~0.9, by Jensen's
 #: inequality on the concave acceptance curve). 0.2 lands on the target.
 _DA_GAMMA = 0.2
+
+#: cost exponent ``a`` of the trajectory-length objective ``log ChEES - a log T`` (see
+#: :func:`pyro_ebm.mcmc.adaptation.chees_update`)
+_CHEES_COST = 0.5
 
 #: kernel names accepted by :func:`sample`
 KERNELS = ("hmc", "mala", "ula", "gibbs")
@@ -359,15 +364,22 @@ def _run_hmc(kernel, pot, q, beta_rc, betas, num_warmup, num_samples, gen, progr
     da = BatchedDualAveraging(prox_center=torch.log(10 * eps), gamma=_DA_GAMMA)
     windows = set(warmup_windows(num_warmup)) if adapt_mass else set()
     win_start = 75 if num_warmup >= 150 else int(0.15 * num_warmup)
-    welford = welford_init(state.q)
+    moments = None
+    first_window = True
     n_iter = num_warmup + num_samples
+    eps_run = eps
+    # log of each replica's median step size: the trajectory length T becomes L = ceil(u T / eps) steps
+    med_log = eps_run.median(dim=1).values.log().tolist()
     if use_chees:
         T0 = opts.get("trajectory_length")
         if T0 is None:
-            T = (4 * eps.median(dim=1).values).clamp_min(1e-6)
+            T0 = [max(4 * math.exp(m), 1e-6) for m in med_log]
+        elif not float(T0) > 0:
+            raise ValueError(f"trajectory_length must be > 0, got {T0}")
         else:
-            T = torch.full((R,), float(T0), dtype=q.dtype, device=q.device)
-        chees = chees_init(T)
+            T0 = [float(T0)] * R
+        chees = chees_init(T0)
+        log_T = chees.log_T
         # the trajectory-length jitter of every iteration, drawn at once (one number per iteration)
         jitter = torch.rand(n_iter, generator=gen, dtype=q.dtype, device=q.device).tolist()
         log_max_steps = math.log(max_steps)
@@ -378,66 +390,76 @@ def _run_hmc(kernel, pot, q, beta_rc, betas, num_warmup, num_samples, gen, progr
     cache = hmc.StepCache()
     metric = 1.0 / inv_mass
     target_t = torch.tensor(target, dtype=q.dtype, device=q.device)
-    eps_run = eps
-    med_for = med_log = None  # log of the median step size of each replica, and the eps_run it is for
-    T_over_eps = None
+    L_t = {}  # per-replica step counts as [R, C] tensors, by tuple of counts
     with torch.no_grad():
         for i in range(n_iter):
             warm = i < num_warmup
             if i == num_warmup:
                 if adapt_step and num_warmup > 0:
-                    eps_run = torch.exp(da.get_state()[1])
+                    log_eps = da.get_state()[1]
+                    eps_run = torch.exp(log_eps)
+                    med_log = log_eps.median(dim=1).values.tolist()
                 if use_chees and num_warmup > 0:
-                    T = torch.exp(chees.log_T_avg)
-                T_over_eps = None
+                    log_T = chees.log_T_avg
                 if bar is not None:
                     bar.set_description(f"{kernel} sample")
             if use_chees:
-                if warm or T_over_eps is None:
-                    if med_for is not eps_run:
-                        med_log, med_for = eps_run.median(dim=1).values.log(), eps_run
-                    log_T = chees.log_T if warm else T.log()
-                    T_over_eps = torch.exp(log_T - med_log).tolist()
                 u = jitter[i]
                 # one number of steps per replica (no chain waits for another); each chain's trajectory
                 # length is L * its own step size
-                Ls = [min(max_steps, max(1, math.ceil(u * t))) for t in T_over_eps]
-                if all(l == Ls[0] for l in Ls):
-                    L = Ls[0]
-                else:
-                    L = torch.tensor(Ls, device=q.device).unsqueeze(-1).expand(R, C)
+                Ls = tuple(min(max_steps, max(1, math.ceil(u * math.exp(lt - ml))))
+                           for lt, ml in zip(log_T, med_log))
+                L = Ls[0]
+                if R > 1 and any(l != L for l in Ls):
+                    L = L_t.get(Ls)
+                    if L is None:
+                        L = L_t[Ls] = torch.tensor(Ls, device=q.device).unsqueeze(-1).expand(R, C)
+                L_max = max(Ls)
             else:
-                L = fixed_L
+                L = L_max = fixed_L
             state_prev = state
-            state, info = hmc.step(state, pot, eps_run, L, beta_rc, inv_mass, gen, max_delta_energy=max_dE,
+            eps_step = eps_run
+            state, info = hmc.step(state, pot, eps_step, L, beta_rc, inv_mass, gen, max_delta_energy=max_dE,
                                    cache=cache)
-            grad_evals += (L if isinstance(L, int) else max(Ls))
+            grad_evals += L_max
             if warm:
                 div_warm += info.diverging
                 if adapt_step:
                     da.step(target_t - info.accept_prob)
-                    eps_run = torch.exp(da.get_state()[0])
+                    log_eps = da.get_state()[0]
+                    eps_run = torch.exp(log_eps)
+                    med_log = log_eps.median(dim=1).values.tolist()
                 if use_chees:
-                    med_log, med_for = eps_run.median(dim=1).values.log(), eps_run
-                    chees = chees_update(
-                        chees, state_prev.q, info.q_prop, info.p_prop, info.accept_prob,
-                        eps_run * info.n_steps, inv_mass, lr=chees_lr,
-                        max_log_T=med_log + log_max_steps, metric=metric,
-                    )
+                    traj = eps_step * (L if isinstance(L, int) else L.to(eps_step.dtype))
+                    grads = chees_gradient(state_prev.q, info.q_prop, info.p_prop, info.accept_prob, traj, metric,
+                                           _CHEES_COST)
+                    chees = chees_update(chees, grads, lr=chees_lr,
+                                         max_log_T=[m + log_max_steps for m in med_log])
+                    log_T = chees.log_T
                 if adapt_mass and i >= win_start and windows:
-                    welford = welford_update(welford, state.q)
+                    if moments is None:
+                        moments = moments_init(state.q)
+                    moments = moments_update(moments, state.q)
                 if i + 1 in windows:
-                    inv_mass = welford_variance(welford)
+                    inv_mass = moments_variance(moments)
                     metric = 1.0 / inv_mass
-                    welford = welford_init(state.q)
+                    moments = None
                     if adapt_step:
                         # restart dual averaging (as Stan does) from the window's averaged step size
-                        eps_run = torch.exp(da.get_state()[1])
-                        da = BatchedDualAveraging(prox_center=torch.log(10 * eps_run), gamma=_DA_GAMMA)
+                        log_eps = da.get_state()[1]
+                        eps_run = torch.exp(log_eps)
+                        med_log = log_eps.median(dim=1).values.tolist()
+                        da = BatchedDualAveraging(prox_center=log_eps + math.log(10), gamma=_DA_GAMMA)
+                    if use_chees and first_window:
+                        # the first metric replaces the identity, so T's units changed: restart the
+                        # adaptation from below (at most 4 step sizes), where the first optimum met is the
+                        # shortest good trajectory (from above, T can stop at a later, worse local optimum)
+                        first_window = False
+                        chees = chees_init([min(math.exp(lt), 4 * math.exp(m)) for lt, m in zip(log_T, med_log)])
+                        log_T = chees.log_T
             else:
-                j = i - num_warmup
                 rec.put(
-                    j, state.q[0],
+                    i - num_warmup, state.q[0],
                     energy=info.energy, lp=state.F, acceptance_rate=info.accept_prob,
                     step_size=eps_run, n_steps=info.n_steps, diverging=info.diverging,
                 )
@@ -446,8 +468,7 @@ def _run_hmc(kernel, pot, q, beta_rc, betas, num_warmup, num_samples, gen, progr
             if bar is not None:
                 bar.update(1)
                 if i % 50 == 0:
-                    bar.set_postfix(acc=f"{float(info.accept_prob[0].mean()):.2f}",
-                                    steps=L if isinstance(L, int) else max(Ls), refresh=False)
+                    bar.set_postfix(acc=f"{float(info.accept_prob[0].mean()):.2f}", steps=L_max, refresh=False)
     if bar is not None:
         bar.close()
     draws, stats = rec.finish(scale={"lp": -beta_rc[0]})  # lp = -beta F
@@ -459,7 +480,7 @@ def _run_hmc(kernel, pot, q, beta_rc, betas, num_warmup, num_samples, gen, progr
         "grad_evals": grad_evals,
     }
     if use_chees:
-        info_out["trajectory_length"] = T
+        info_out["trajectory_length"] = torch.tensor([math.exp(lt) for lt in log_T], dtype=q.dtype, device=q.device)
     if R > 1:
         info_out["swap_rates"] = swapper.rates()
         info_out["step_size_replicas"] = eps_run.clone()
