@@ -486,6 +486,41 @@ def test_moments_match_pooled_variance_without_cancellation():
     torch.testing.assert_close(reg, n / (n + 5) * pooled.var(1) + 1e-3 * 5 / (n + 5), rtol=1e-4, atol=1e-4)
 
 
+def test_moments_equal_pyro_welford_fed_one_draw_at_a_time():
+    from pyro.ops.welford import WelfordCovariance
+
+    g = torch.Generator().manual_seed(3)
+    xs = [torch.randn(1, 6, 4, generator=g, dtype=torch.double) * 2 + 5 for _ in range(7)]
+    st = moments_init(xs[0])
+    ref = WelfordCovariance(diagonal=True)
+    for x in xs:
+        st = moments_update(st, x)
+        for c in range(x.shape[1]):
+            ref.update(x[0, c])
+    for reg in (False, True):
+        torch.testing.assert_close(moments_variance(st, regularize=reg)[0, 0], ref.get_covariance(regularize=reg))
+
+
+def test_batched_dual_averaging_equals_pyro_per_element():
+    from pyro.ops.dual_averaging import DualAveraging
+
+    from pyro_ebm.mcmc.adaptation import BatchedDualAveraging
+
+    g = torch.Generator().manual_seed(4)
+    center = torch.randn(2, 3, generator=g, dtype=torch.double)
+    batched = BatchedDualAveraging(center, gamma=0.2)
+    refs = [DualAveraging(prox_center=float(c), gamma=0.2) for c in center.flatten()]
+    for _ in range(30):
+        stat = torch.rand(2, 3, generator=g, dtype=torch.double) - 0.5
+        batched.step(stat)
+        for r, v in zip(refs, stat.flatten().tolist()):
+            r.step(v)
+        x_t, x_avg = batched.get_state()
+        want = torch.tensor([r.get_state() for r in refs], dtype=torch.double)
+        torch.testing.assert_close(x_t.flatten(), want[:, 0])
+        torch.testing.assert_close(x_avg.flatten(), want[:, 1])
+
+
 def test_chees_gradient_matches_a_loop_over_chains():
     g = torch.Generator().manual_seed(1)
     R, C, D = 2, 9, 3
