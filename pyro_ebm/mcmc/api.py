@@ -169,8 +169,9 @@ def sample(
     :param kernel_options: per kernel --
         ``hmc``: ``step_size`` (initial; found by a doubling search if omitted), ``target_accept`` (0.8),
         ``n_steps`` (fix the number of leapfrog steps, disabling trajectory-length adaptation),
-        ``trajectory_length`` (initial), ``max_steps`` (256), ``adapt_step_size``, ``adapt_mass``
-        (True), ``max_delta_energy`` (1000, divergence threshold), ``chees_lr`` (0.05);
+        ``trajectory_length`` (initial, default 4 step sizes; its adaptation compares chains, so with
+        one chain it is not adapted), ``max_steps`` (256), ``adapt_step_size``, ``adapt_mass`` (True),
+        ``max_delta_energy`` (1000, divergence threshold), ``chees_lr`` (0.05);
         ``mala``: ``step_size``, ``target_accept`` (0.574), ``adapt_step_size``, ``adapt_mass``;
         ``ula``: ``step_size`` (0.01), ``noise`` (default ``sqrt(2 step / beta)``), ``clip_grad``;
         ``gibbs``: ``blocks`` (list of index tensors for an energy with ``conditional_logits``).
