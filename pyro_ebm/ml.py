@@ -50,7 +50,9 @@ from .negatives import (
     MCMCNegatives,
     Negatives,
     PersistentNegatives,
+    _check_init,
     _fixed_kernel_options,
+    _init_noise,
 )
 
 __all__ = [
@@ -127,24 +129,12 @@ class PyroNUTSNegatives(Negatives):
         self.num_warmup = check_positive_int(num_warmup, "num_warmup", minimum=0)
         self.num_samples = check_positive_int(num_samples, "num_samples")
         self.beta = check_beta(beta)
-        if init is not None and not callable(init):
-            raise TypeError("init must be a callable init(n, generator) -> [n, *event_shape]")
-        if not float(init_scale) > 0:
-            raise ValueError(f"init_scale must be > 0, got {init_scale}")
+        self.init_scale = _check_init(init, init_scale)
         self.init = init
-        self.init_scale = float(init_scale)
         nuts_options.setdefault("max_tree_depth", 6)
         self.nuts_options = nuts_options
         self.last_samples: Optional[Samples] = None
         self.last_mcmc = None
-
-    def _init(self, n, event_shape, gen, dtype, device):
-        if self.init is None:
-            return self.init_scale * torch.randn((n,) + tuple(event_shape), generator=gen, dtype=dtype, device=device)
-        out = self.init(n, gen)
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n,) + tuple(event_shape):
-            raise ValueError(f"init(n, generator) must return a tensor [n, *event_shape] = {(n,) + tuple(event_shape)}")
-        return out.to(dtype=dtype, device=device)
 
     def __call__(self, energy, y, x=None):
         import pyro
@@ -159,7 +149,7 @@ class PyroNUTSNegatives(Negatives):
         batch = tuple(y.shape[: y.dim() - len(event)])
         M = self.n_neg * int(math.prod(batch))
         gen = self.rng(y.device)
-        q0 = self._init(M, event, gen, y.dtype, y.device)
+        q0 = _init_noise(self.init, M, event, self.init_scale, gen, y.dtype, y.device)
         beta = self.beta
 
         def model():

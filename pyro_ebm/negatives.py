@@ -335,6 +335,15 @@ def _mcmc_stats(s) -> Dict[str, float]:
     }
 
 
+def _check_init(init, init_scale) -> float:
+    """Validate a base distribution ``init(n, generator)`` (or ``None``) and its default's scale."""
+    if init is not None and not callable(init):
+        raise TypeError("init must be a callable init(n, generator) -> [n, *event_shape]")
+    if not float(init_scale) > 0:
+        raise ValueError(f"init_scale must be > 0, got {init_scale}")
+    return float(init_scale)
+
+
 def _init_noise(init, n: int, event_shape, scale: float, gen, dtype, device) -> torch.Tensor:
     if init is None:
         return scale * torch.randn((n,) + tuple(event_shape), generator=gen, dtype=dtype, device=device)
@@ -398,12 +407,8 @@ class MCMCNegatives(Negatives):
         self.kernel = kernel
         self.num_warmup = check_positive_int(num_warmup, "num_warmup", minimum=0)
         self.beta = check_beta(beta)
-        if init is not None and not callable(init):
-            raise TypeError("init must be a callable init(n, generator) -> [n, *event_shape]")
-        if not float(init_scale) > 0:
-            raise ValueError(f"init_scale must be > 0, got {init_scale}")
+        self.init_scale = _check_init(init, init_scale)
         self.init = init
-        self.init_scale = float(init_scale)
         self.kernel_options = kernel_options
         self.last_samples = None
 

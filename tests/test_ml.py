@@ -147,6 +147,12 @@ def test_pyro_nuts_negatives_feed_the_diagnostics(data):
     # reproducible
     again = PyroNUTSNegatives(num_warmup=10, num_samples=6, seed=0, max_tree_depth=3)(energy, data[:16])
     assert torch.equal(y_hat, again)
+    with pytest.raises(TypeError, match="init must be a callable"):
+        PyroNUTSNegatives(init=3)
+    with pytest.raises(ValueError, match="init_scale must be > 0"):
+        PyroNUTSNegatives(init_scale=0.0)
+    with pytest.raises(ValueError, match=r"must return a tensor \[n, \*event_shape\] = \(16, 2\), got \(16, 3\)"):
+        PyroNUTSNegatives(init=lambda n, g: torch.zeros(n, 3), num_warmup=1, num_samples=1)(energy, data[:16])
 
 
 def test_ml_fit_learns_a_gaussian_and_records_diagnostics(data):
