@@ -336,6 +336,12 @@ class _Swapper:
         return self.sum / self.count.clamp_min(1)
 
 
+def _step_sizes(log_eps: torch.Tensor):
+    """Per-chain step sizes ``[R, C]`` from their logs, and each replica's log median step size (floats):
+    a trajectory of length ``T`` runs ``L = ceil(u T / median eps)`` leapfrog steps."""
+    return torch.exp(log_eps), log_eps.median(dim=1).values.tolist()
+
+
 def _run_hmc(kernel, pot, q, beta_rc, betas, num_warmup, num_samples, gen, progress, opts):
     R, C, D = q.shape
     is_mala = kernel == "mala"
@@ -370,8 +376,7 @@ def _run_hmc(kernel, pot, q, beta_rc, betas, num_warmup, num_samples, gen, progr
     first_window = True
     n_iter = num_warmup + num_samples
     eps_run = eps
-    # log of each replica's median step size: the trajectory length T becomes L = ceil(u T / eps) steps
-    med_log = eps_run.median(dim=1).values.log().tolist()
+    med_log = eps.log().median(dim=1).values.tolist()  # the log of the median is the median of the logs
     if use_chees:
         T0 = opts.get("trajectory_length")
         if T0 is None:
@@ -399,8 +404,7 @@ def _run_hmc(kernel, pot, q, beta_rc, betas, num_warmup, num_samples, gen, progr
             if i == num_warmup:
                 if adapt_step and num_warmup > 0:
                     log_eps = da.get_state()[1]
-                    eps_run = torch.exp(log_eps)
-                    med_log = log_eps.median(dim=1).values.tolist()
+                    eps_run, med_log = _step_sizes(log_eps)
                 if use_chees and num_warmup > 0:
                     log_T = chees.log_T_avg
                 if bar is not None:
@@ -429,8 +433,7 @@ def _run_hmc(kernel, pot, q, beta_rc, betas, num_warmup, num_samples, gen, progr
                 if adapt_step:
                     da.step(target_t - info.accept_prob)
                     log_eps = da.get_state()[0]
-                    eps_run = torch.exp(log_eps)
-                    med_log = log_eps.median(dim=1).values.tolist()
+                    eps_run, med_log = _step_sizes(log_eps)
                 if use_chees:
                     traj = eps_step * (L if isinstance(L, int) else L.to(eps_step.dtype))
                     grads = chees_gradient(state_prev.q, info.q_prop, info.p_prop, info.accept_prob, traj, metric,
@@ -449,8 +452,7 @@ def _run_hmc(kernel, pot, q, beta_rc, betas, num_warmup, num_samples, gen, progr
                     if adapt_step:
                         # restart dual averaging (as Stan does) from the window's averaged step size
                         log_eps = da.get_state()[1]
-                        eps_run = torch.exp(log_eps)
-                        med_log = log_eps.median(dim=1).values.tolist()
+                        eps_run, med_log = _step_sizes(log_eps)
                         da = BatchedDualAveraging(prox_center=log_eps + math.log(10), gamma=_DA_GAMMA)
                     if use_chees and first_window:
                         # the first metric replaces the identity, so T's units changed: restart the
