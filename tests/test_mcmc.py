@@ -486,6 +486,18 @@ def test_moments_match_pooled_variance_without_cancellation():
     torch.testing.assert_close(reg, n / (n + 5) * pooled.var(1) + 1e-3 * 5 / (n + 5), rtol=1e-4, atol=1e-4)
 
 
+def test_adaptation_pieces_reject_mismatched_shapes():
+    st = moments_init(torch.zeros(1, 4, 3))
+    with pytest.raises(ValueError, match=r"q must have the accumulator's shape \(1, 4, 3\), got \(1, 1, 3\)"):
+        moments_update(st, torch.zeros(1, 1, 3))  # would broadcast silently into every chain
+    q = torch.zeros(1, 4, 3)
+    acc, traj, metric = torch.ones(1, 4), torch.ones(1, 4), torch.ones(1, 1, 3)
+    with pytest.raises(ValueError, match="metric must have shape"):
+        chees_gradient(q, q, q, acc, traj, torch.ones(1, 3))
+    with pytest.raises(ValueError, match="accept_prob must have shape"):
+        chees_gradient(q, q, q, torch.ones(4), traj, metric)
+
+
 def test_moments_equal_pyro_welford_fed_one_draw_at_a_time():
     from pyro.ops.welford import WelfordCovariance
 

@@ -91,6 +91,8 @@ def moments_init(q: torch.Tensor) -> MomentsState:
 
 def moments_update(state: MomentsState, q: torch.Tensor) -> MomentsState:
     """Add a batch of chains ``q`` ``[replicas, chains, D]`` (three elementwise operations, in place)."""
+    if q.shape != state.s1.shape:
+        raise ValueError(f"q must have the accumulator's shape {tuple(state.s1.shape)}, got {tuple(q.shape)}")
     d = q - state.shift
     state.s1.add_(d)
     state.s2.addcmul_(d, d)
@@ -149,6 +151,12 @@ def chees_gradient(
     Shapes: ``q0, q_prop, p_prop`` ``[R, C, D]``, ``accept_prob, traj_len`` ``[R, C]``, ``metric``
     ``[R, 1, D]``. Returns ``R`` floats.
     """
+    R, C, D = q0.shape
+    for name, t, want in (("q_prop", q_prop, (R, C, D)), ("p_prop", p_prop, (R, C, D)),
+                          ("accept_prob", accept_prob, (R, C)), ("traj_len", traj_len, (R, C)),
+                          ("metric", metric, (R, 1, D))):
+        if tuple(t.shape) != want:
+            raise ValueError(f"{name} must have shape {want} (q0 is {tuple(q0.shape)}), got {tuple(t.shape)}")
     w = accept_prob
     wn = w / w.sum(1, keepdim=True)
     out = _chees_terms(q0, q_prop, p_prop, wn, traj_len, metric)
@@ -158,7 +166,6 @@ def chees_gradient(
         q_prop = torch.where(valid, q_prop, q0)
         p_prop = torch.where(valid, p_prop, 0.0)
         out = _chees_terms(q0, q_prop, p_prop, wn, traj_len, metric)
-    R = q0.shape[0]
     grads = []
     for g, chees_4 in zip(out[:R], out[R:]):
         if not (math.isfinite(g) and math.isfinite(chees_4)):
