@@ -1,13 +1,16 @@
 """Batched many-chain samplers for energies ``exp(-beta F)`` and Pyro models.
 
-One entry point, :func:`sample`, drives pure kernel step functions (:mod:`~pyro_ebm.mcmc.hmc`,
-:mod:`~pyro_ebm.mcmc.langevin`, :mod:`~pyro_ebm.mcmc.gibbs_binary`) with optional parallel tempering
-(:mod:`~pyro_ebm.mcmc.tempering`) and returns :class:`Samples`. :class:`PersistentChains` keeps a replay
-buffer for PCD-style training; :class:`RecordingNUTS`/:class:`RecordingHMC` add per-draw statistics to
-stock ``pyro.infer.MCMC`` runs.
+One entry point, :func:`sample`, checks its arguments and hands the chains to the one run loop
+(:mod:`~pyro_ebm.mcmc.loop`), which drives pure transition functions (:mod:`~pyro_ebm.mcmc.hmc` on the one
+integrator :mod:`~pyro_ebm.mcmc.integrator`, :mod:`~pyro_ebm.mcmc.langevin`,
+:mod:`~pyro_ebm.mcmc.gibbs_binary`), adapts them in one warmup (:mod:`~pyro_ebm.mcmc.warmup`), swaps
+tempering replicas (:mod:`~pyro_ebm.mcmc.tempering`) and returns :class:`Samples`.
+:class:`PersistentChains` keeps a replay buffer for PCD-style training and runs the same loop;
+:class:`RecordingNUTS`/:class:`RecordingHMC` add per-draw statistics to stock ``pyro.infer.MCMC`` runs.
 """
 
 from .api import KERNELS, make_generator, sample
+from .warmup import TuningWarning
 from .persistent import PersistentChains
 from .pyro_recording import RecordingHMC, RecordingNUTS, from_pyro_mcmc
 from .samples import STAT_NAMES, Samples
@@ -22,4 +25,5 @@ __all__ = [
     "RecordingHMC",
     "from_pyro_mcmc",
     "make_generator",
+    "TuningWarning",
 ]

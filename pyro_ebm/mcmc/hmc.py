@@ -9,11 +9,7 @@ is frozen while the others finish (one batched gradient per leapfrog step for al
 per chain. A proposal whose energy is NaN/inf is rejected and flagged divergent, so the chain stays at its
 last finite state and other chains are unaffected.
 
-The integrator is written here rather than taken from ``pyro.ops.integrator.velocity_verlet``: Pyro's
-works on dicts of sites and differentiates a *scalar* potential (so per-chain energies would have to be
-recomputed), and it has no notion of chains with different numbers of steps. This one keeps the energy
-and gradient of every chain from the same batched backward pass and fuses each update into one
-``addcmul``.
+The trajectory is :func:`pyro_ebm.mcmc.integrator.leapfrog`, the library's one integrator.
 """
 
 from __future__ import annotations
@@ -21,6 +17,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+
+from .integrator import leapfrog
 
 __all__ = ["HMCState", "HMCInfo", "StepCache", "init", "step", "find_initial_step_size"]
 
@@ -50,32 +48,6 @@ def init(potential, q: torch.Tensor) -> HMCState:
     """Evaluate ``F`` and its gradient at ``q`` ``[R, C, D]``."""
     F, g = potential.value_and_grad(q)
     return HMCState(q.detach(), F, g)
-
-
-def _leapfrog(potential, q, p, grad, F, half, full, drift, n_steps, n_max):
-    """``n_max`` batched leapfrog steps; rows with ``n_steps <= k`` are frozen from step ``k`` on.
-
-    ``half`` ``[R, C, 1]`` is the half kick ``step * beta / 2`` (for ``U = beta F``), ``full = 2 half``
-    and ``drift = step * inv_mass`` ``[R, C, D]``.
-    """
-    masked = n_steps is not None
-    p = torch.addcmul(p, half, grad, value=-1)
-    for k in range(n_max):
-        q_new = torch.addcmul(q, drift, p)
-        F_new, g_new = potential.value_and_grad(q_new)
-        if masked:
-            active = (n_steps > k).unsqueeze(-1)
-            q = torch.where(active, q_new, q)
-            F = torch.where(active.squeeze(-1), F_new, F)
-            grad = torch.where(active, g_new, grad)
-            # a full kick except on each row's last step, where it is a half kick
-            kick = torch.where((n_steps == k + 1).unsqueeze(-1), half, full) * active
-            p = torch.addcmul(p, kick, grad, value=-1)
-        else:
-            q, F, grad = q_new, F_new, g_new
-            # p is a fresh tensor of this transition: update it in place
-            p.addcmul_(half if k == n_max - 1 else full, grad, value=-1)
-    return q, p, F, grad
 
 
 class StepCache:
@@ -160,7 +132,7 @@ def step(
             n_max = int(n_steps.max())
             n_t = None if int(n_steps.min()) == n_max else n_steps
         half, full, drift = cache.steps(step_size, beta, inv_mass)
-    q1, p1, F1, g1 = _leapfrog(potential, q, p, grad, F, half, full, drift, n_t, n_max)
+    q1, p1, F1, g1 = leapfrog(potential, q, p, grad, F, half, full, drift, n_t, n_max)
     with torch.no_grad():
         H1 = torch.linalg.vecdot(p1, p1 * half_inv_mass).addcmul_(beta, F1)
         # a non-finite position or gradient makes the final momentum, hence dH = H1 - H0, non-finite: such
@@ -178,19 +150,24 @@ def step(
 
 
 def find_initial_step_size(
-    state: HMCState, potential, beta, inv_mass, generator, *, start: float = 0.1, target: float = 0.8, iters: int = 16
-) -> torch.Tensor:
+    state: HMCState, potential, beta, inv_mass, generator, *, start=0.1, target: float = 0.8, iters: int = 16
+):
     """Per-chain doubling/halving search for a step size whose one-step acceptance crosses ``target``.
 
-    Returns ``[R, C]``. Each chain doubles (if the first trial accepts above ``target``) or halves until
-    the acceptance crosses ``target``, at most ``iters`` times; all chains move together, one batched
-    gradient per trial.
+    Each chain starts from ``start`` (a float, or ``[R, C]`` per-chain step sizes, e.g. the current ones
+    after the mass matrix changed) and doubles (if the first trial accepts above ``target``) or halves
+    until the acceptance crosses ``target``, at most ``iters`` trials; all chains move together, one
+    batched gradient per trial.
+
+    :returns: ``(step_size [R, C], trials)``, ``trials`` being the number of batched gradient evaluations.
     """
-    eps = torch.full_like(state.F, start)
+    eps = torch.as_tensor(start, dtype=state.F.dtype, device=state.F.device).expand(state.F.shape).clone()
     direction = None
     active = torch.ones_like(state.F, dtype=torch.bool)
+    trials = 0
     for _ in range(iters):
         _, info = step(state, potential, eps, 1, beta, inv_mass, generator)
+        trials += 1
         good = info.accept_prob > target
         if direction is None:
             direction = torch.where(good, 2.0, 0.5).to(eps.dtype)
@@ -201,4 +178,4 @@ def find_initial_step_size(
             break
         eps = torch.where(active, eps * direction, eps)
     # a chain that grew its step ends one doubling past the crossing: go back one
-    return torch.where(direction > 1, 0.5 * eps, eps).clamp(1e-8, 1e3)
+    return torch.where(direction > 1, 0.5 * eps, eps).clamp(1e-8, 1e3), trials

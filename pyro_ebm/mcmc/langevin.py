@@ -26,17 +26,11 @@ import torch
 
 from .hmc import HMCState
 
-__all__ = ["ULAInfo", "init", "ula_step"]
+__all__ = ["ULAInfo", "ula_step"]
 
 
 class ULAInfo(NamedTuple):
     diverging: torch.Tensor
-
-
-def init(potential, q: torch.Tensor) -> HMCState:
-    """Evaluate ``F`` and its gradient at ``q`` ``[R, C, D]``."""
-    F, g = potential.value_and_grad(q)
-    return HMCState(q.detach(), F, g)
 
 
 def ula_step(state: HMCState, potential, step_size, noise, generator, *, clip_grad=None):
@@ -53,10 +47,10 @@ def ula_step(state: HMCState, potential, step_size, noise, generator, *, clip_gr
 
         >>> import torch
         >>> from pyro_ebm import as_energy
-        >>> from pyro_ebm.mcmc import langevin
+        >>> from pyro_ebm.mcmc import hmc, langevin
         >>> from pyro_ebm.mcmc.potential import EnergyPotential
         >>> pot = EnergyPotential(as_energy(lambda y: 0.5 * (y ** 2).sum(-1), event_shape=(2,)), (2,))
-        >>> state = langevin.init(pot, torch.zeros(1, 4, 2))
+        >>> state = hmc.init(pot, torch.zeros(1, 4, 2))
         >>> state, info = langevin.ula_step(state, pot, 0.1, 0.1, torch.Generator().manual_seed(0))
         >>> state.q.shape, bool(info.diverging.any())
         (torch.Size([1, 4, 2]), False)

@@ -6,10 +6,10 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from .._rng import make_generator
 from .._validation import check_beta, check_positive_int
 from ..energy import Energy, as_energy
-from . import gibbs_binary, hmc, langevin
-from .api import make_generator
+from .loop import _positive, make_kernel, run
 from .potential import EnergyPotential
 
 __all__ = ["PersistentChains"]
@@ -72,17 +72,27 @@ class PersistentChains:
             raise ValueError(f"reinit_prob must be in [0, 1], got {reinit_prob}")
         if kernel not in ("ula", "mala", "hmc", "gibbs"):
             raise ValueError(f"kernel must be one of 'ula', 'mala', 'hmc', 'gibbs', got {kernel!r}")
-        if not float(step_size) > 0:
-            raise ValueError(f"step_size must be > 0, got {step_size}")
         self.beta = check_beta(beta)
         self.reinit_prob = float(reinit_prob)
         self.kernel = kernel
-        self.step_size = float(step_size)
-        self.noise_scale = noise_scale
+        self.step_size = _positive(step_size, "step_size")
+        self.noise_scale = None if noise_scale is None else _positive(noise_scale, "noise_scale", allow_zero=True)
         self.n_leapfrog = check_positive_int(n_leapfrog, "n_leapfrog")
+        # the kernel of sample(), with this buffer's fixed settings (no adaptation: the energy changes
+        # between calls during training)
+        opts = {
+            "ula": {"step_size": self.step_size, "noise": self.noise_scale},
+            "mala": {"step_size": self.step_size, "adapt_step_size": False, "adapt_mass": False},
+            "hmc": {"step_size": self.step_size, "n_steps": self.n_leapfrog, "adapt_step_size": False,
+                    "adapt_mass": False},
+            "gibbs": {},
+        }[kernel]
+        self._kernel = make_kernel(kernel, opts)
         if init is not None:
             if not isinstance(init, torch.Tensor) or init.dim() < 1 or init.shape[0] != buffer_size:
                 raise ValueError(f"init must be a tensor [buffer_size={buffer_size}, *event_shape]")
+            if not init.is_floating_point() or not bool(torch.isfinite(init).all()):
+                raise ValueError("init must be a floating-point tensor of finite values")
             event_shape = tuple(init.shape[1:]) if event_shape is None else event_shape
             dtype, device = init.dtype, init.device
         if isinstance(energy, Energy):
@@ -111,9 +121,11 @@ class PersistentChains:
     def sample(self, n: int, steps: int, x=None) -> torch.Tensor:
         """Continue ``n`` random buffer entries for ``steps`` steps; returns ``[n, *event]`` (detached).
 
-        After the call, ``last_stats`` holds the Metropolis-adjusted kernels' mean acceptance probability over
-        the steps and chains (``acceptance_rate``) and the number of divergent transitions (``diverging``);
-        it is empty for ULA and Gibbs, which have no accept/reject step.
+        The steps are those of :func:`pyro_ebm.mcmc.sample` with this buffer's fixed settings (the same
+        run loop: the same generator state gives the same draws). After the call, ``last_stats`` holds
+        the number of divergent transitions (``diverging``: for ULA, proposals with a NaN/inf state or
+        energy, which are rejected) and, for the Metropolis-adjusted kernels, the mean acceptance
+        probability over the steps and chains (``acceptance_rate``); it is empty for Gibbs.
 
         :param x: optional conditioning passed to the energy.
         """
@@ -125,30 +137,25 @@ class PersistentChains:
         fresh = torch.rand((n,), generator=self.generator, dtype=self.dtype, device=self.device) < self.reinit_prob
         y = torch.where(fresh.reshape((n,) + (1,) * len(self.event_shape)), self.noise(n), y)
         pot = EnergyPotential(self.energy, self.event_shape, x)
-        q = pot.to_flat(y).unsqueeze(0)
-        beta = torch.full((1, 1), self.beta, dtype=self.dtype, device=self.device)
-        if self.kernel == "gibbs":
-            state = gibbs_binary.init(pot, q)
-            for _ in range(steps):
-                state, _ = gibbs_binary.step(state, pot, beta, self.generator)
-        else:
-            state = hmc.init(pot, q)
-            if self.kernel == "ula":
-                noise = self.noise_scale if self.noise_scale is not None else (2 * self.step_size / self.beta) ** 0.5
-                for _ in range(steps):
-                    state, _ = langevin.ula_step(state, pot, self.step_size, noise, self.generator)
-            else:
-                L = 1 if self.kernel == "mala" else self.n_leapfrog
-                eps = torch.full((1, n), self.step_size, dtype=self.dtype, device=self.device)
-                inv_mass = torch.ones((1, 1, q.shape[-1]), dtype=self.dtype, device=self.device)
-                accept = torch.zeros((), dtype=self.dtype, device=self.device)
-                divergent = torch.zeros((), dtype=torch.long, device=self.device)
-                for _ in range(steps):
-                    state, info = hmc.step(state, pot, eps, L, beta, inv_mass, self.generator)
-                    accept += info.accept_prob.mean()
-                    divergent += info.diverging.sum()
-                if steps:
-                    self.last_stats = {"acceptance_rate": float(accept) / steps, "diverging": int(divergent)}
-        out = pot.unflatten(state.q[0]).detach()
+        q = pot.to_flat(y)
+        if not steps:
+            self.buffer[idx] = y
+            return y.detach().clone()
+        F0 = pot.value(q.unsqueeze(0))[0]
+        if not bool(torch.isfinite(F0).all()):
+            bad = (~torch.isfinite(F0)).nonzero().flatten()[:10].tolist()
+            raise ValueError(
+                f"the energy is not finite at {int((~torch.isfinite(F0)).sum())} of {n} drawn buffer entries "
+                f"(first: {bad}); the buffer (init, or the noise it restarts from) must hold states where F "
+                "is finite"
+            )
+        betas = torch.full((1,), self.beta, dtype=self.dtype, device=self.device)
+        draws, stats, _ = run(self._kernel, pot, q.unsqueeze(0), betas, 0, steps, self.generator)
+        if self.kernel in ("mala", "hmc"):
+            self.last_stats = {"acceptance_rate": float(stats["acceptance_rate"].mean()),
+                               "diverging": int(stats["diverging"].sum())}
+        elif self.kernel == "ula":
+            self.last_stats = {"diverging": int(stats["diverging"].sum())}
+        out = pot.unflatten(draws[:, -1]).detach()
         self.buffer[idx] = out
         return out.clone()

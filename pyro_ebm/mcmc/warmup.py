@@ -1,0 +1,207 @@
+"""The warmup of the gradient-based kernels (HMC, MALA): one schedule (data), one state, one update.
+
+:func:`warmup_schedule` lays out the iterations: mass-matrix windows ``[start, end)`` and, after the last
+one, a final window that adapts only the step size. :class:`Warmup` holds everything that warmup adapts
+-- per-chain step sizes (dual averaging, :class:`~pyro_ebm.mcmc.adaptation.BatchedDualAveraging`), the
+diagonal inverse mass matrix (variance across chains and iterations), the ChEES trajectory length -- and
+:meth:`Warmup.update` is the one place where they change. The run loop (:mod:`pyro_ebm.mcmc.loop`) only
+asks for the step sizes and trajectory length of the next transition and hands back its statistics.
+
+When a window closes, the mass matrix changes and the step size tuned for the old one is no longer right:
+as Stan does, the step size is searched again (one-step doubling/halving from the current one, a few
+batched gradients) before dual averaging restarts. Every schedule ends with a step-size-only window long
+enough for dual averaging to settle, which is what keeps short budgets (``num_warmup=50``) on target.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+
+from .adaptation import (
+    BatchedDualAveraging,
+    chees_gradient,
+    chees_init,
+    chees_update,
+    moments_init,
+    moments_update,
+    moments_variance,
+    warmup_windows,
+)
+
+__all__ = ["WarmupSchedule", "warmup_schedule", "Warmup", "TuningWarning"]
+
+#: dual-averaging ``gamma`` of the per-chain step-size schemes. Stan's 0.05 is tuned for one chain
+#: averaging many iterations; per chain, with one noisy acceptance per iteration, it makes ``log eps``
+#: jitter so much that the averaged step size overshoots the target acceptance (0.8 -> ~0.9, by Jensen's
+#: inequality on the concave acceptance curve). 0.2 lands on the target.
+DA_GAMMA = 0.2
+
+#: cost exponent ``a`` of the trajectory-length objective ``log ChEES - a log T`` (see
+#: :func:`pyro_ebm.mcmc.adaptation.chees_update`)
+CHEES_COST = 0.5
+
+#: the final window's acceptance may miss the target by this much before :class:`TuningWarning` is raised
+TUNING_TOLERANCE = 0.1
+
+#: dual averaging shrinks ``log eps`` towards ``log(PROX_FACTOR * eps0)``, ``eps0`` the searched step size.
+#: Stan uses 10, which long windows walk back from; a 10-iteration window cannot (acceptance 0.1-0.5
+#: instead of 0.57-0.8 on Gaussians and a double well at 20 warmup iterations). With 1 (the search's
+#: one-step acceptance already sits at the target) every benchmark energy lands within 0.06 of the
+#: target at every budget from 20 to 500 iterations.
+PROX_FACTOR = 1.0
+
+
+class TuningWarning(UserWarning):
+    """Warmup ended with an acceptance rate far from its target: the step size is not tuned (give more
+    ``num_warmup``, or check the energy for regions where its gradient explodes)."""
+
+
+class WarmupSchedule(NamedTuple):
+    """The warmup as data: ``num_warmup`` iterations, mass-matrix ``windows`` (``(start, end)`` pairs,
+    0-based, end exclusive) and, from ``final_start`` on, a window that adapts only the step size."""
+
+    num_warmup: int
+    windows: Tuple[Tuple[int, int], ...]
+
+    @property
+    def final_start(self) -> int:
+        return self.windows[-1][1] if self.windows else 0
+
+
+def warmup_schedule(num_warmup: int, adapt_mass: bool = True) -> WarmupSchedule:
+    """Lay out ``num_warmup`` iterations.
+
+    * ``num_warmup >= 150``: Stan's schedule (:func:`~pyro_ebm.mcmc.adaptation.warmup_windows`): 75
+      iterations of step size only, doubling mass-matrix windows from 25 iterations, and a final 50.
+    * ``20 <= num_warmup < 150``: one mass-matrix window over ``[0.2 n, 0.5 n)`` -- all chains pool
+      their draws, so a short window already holds many -- and a final step-size window of ``0.5 n``
+      (Stan's schedule would leave 5 to 15 iterations for the step size after its last window).
+    * fewer iterations, or ``adapt_mass=False``: no mass-matrix window.
+
+    >>> warmup_schedule(500).windows
+    ((75, 100), (100, 150), (150, 250), (250, 450))
+    >>> s = warmup_schedule(50); s.windows, s.final_start
+    (((10, 25),), 25)
+    >>> warmup_schedule(19).windows
+    ()
+    """
+    if not adapt_mass or num_warmup < 20:
+        return WarmupSchedule(num_warmup, ())
+    if num_warmup >= 150:
+        ends = warmup_windows(num_warmup)
+        starts = [75] + ends[:-1]
+        return WarmupSchedule(num_warmup, tuple(zip(starts, ends)))
+    return WarmupSchedule(num_warmup, ((round(0.2 * num_warmup), round(0.5 * num_warmup)),))
+
+
+class Warmup:
+    """Everything warmup adapts, for ``R`` replicas of ``C`` chains in ``D`` dimensions.
+
+    :param schedule: a :class:`WarmupSchedule`.
+    :param step_size: ``[R, C]`` initial per-chain step sizes (from a search or the user).
+    :param inv_mass: ``[R, 1, D]`` initial diagonal inverse mass matrix.
+    :param target: target acceptance probability.
+    :param adapt_step: adapt the step sizes by dual averaging.
+    :param trajectory_length: ``None`` (the number of leapfrog steps is fixed) or the initial trajectory
+        length of each replica (floats), adapted by ChEES.
+    :param chees_lr: ChEES' Adam learning rate.
+    :param max_steps: cap on leapfrog steps per transition (bounds the trajectory length).
+
+    The run loop calls :meth:`steps` before each warmup transition, :meth:`update` after it (which returns
+    ``True`` when the mass matrix just changed: the loop then searches a new step size and hands it to
+    :meth:`restart_step_size`), and :meth:`finish` once warmup is over.
+    """
+
+    def __init__(self, schedule: WarmupSchedule, step_size: torch.Tensor, inv_mass: torch.Tensor, *,
+                 target: float, adapt_step: bool, trajectory_length=None, chees_lr: float = 0.05,
+                 max_steps: int = 256):
+        self.schedule = schedule
+        self.target = target
+        self.adapt_step = adapt_step
+        self.inv_mass = inv_mass
+        self.metric = 1.0 / inv_mass
+        self._target_t = torch.tensor(target, dtype=step_size.dtype, device=step_size.device)
+        self._log_max_steps = math.log(max_steps)
+        self.chees_lr = chees_lr
+        self.moments = None
+        self._restarted_chees = False
+        self._final_accept = []  # mean acceptance of each iteration of the final window's second half
+        self.restart_step_size(step_size)
+        self.chees = None if trajectory_length is None else chees_init(trajectory_length)
+        self.windows = {end: start for start, end in schedule.windows}
+        self._in_window = {i for start, end in schedule.windows for i in range(start, end)}
+
+    # -- what the next transition uses -----------------------------------------------------------
+    def restart_step_size(self, step_size: torch.Tensor) -> None:
+        """(Re)start dual averaging from ``step_size`` ``[R, C]``, shrinking towards ``PROX_FACTOR`` times it."""
+        self.step_size = step_size
+        self.log_median_step = step_size.log().median(dim=1).values.tolist()
+        self.da = BatchedDualAveraging(prox_center=torch.log(PROX_FACTOR * step_size), gamma=DA_GAMMA)
+
+    @property
+    def log_trajectory_length(self):
+        """Each replica's log trajectory length (floats), or ``None`` when it is not adapted."""
+        return None if self.chees is None else self.chees.log_T
+
+    # -- the update --------------------------------------------------------------------------------
+    def update(self, i: int, q_prev: torch.Tensor, q: torch.Tensor, info, traj_len) -> bool:
+        """Adapt after warmup iteration ``i``: ``q_prev`` and ``q`` are the states before and after the
+        transition ``[R, C, D]``, ``info`` its :class:`~pyro_ebm.mcmc.hmc.HMCInfo` and ``traj_len``
+        ``[R, C]`` (or ``None``) each chain's trajectory length. Returns ``True`` when a mass-matrix window
+        closed (the caller then searches a step size for the new metric)."""
+        if self.adapt_step:
+            self.da.step(self._target_t - info.accept_prob)
+            self.step_size = torch.exp(self.da.get_state()[0])
+            self.log_median_step = self.step_size.log().median(dim=1).values.tolist()
+        if self.chees is not None:
+            grads = chees_gradient(q_prev, info.q_prop, info.p_prop, info.accept_prob, traj_len, self.metric,
+                                   CHEES_COST)
+            self.chees = chees_update(self.chees, grads, lr=self.chees_lr,
+                                      max_log_T=[m + self._log_max_steps for m in self.log_median_step])
+        final = self.schedule.final_start
+        if i >= final + (self.schedule.num_warmup - final) // 2:
+            self._final_accept.append(info.accept_prob[0].mean())
+        if i in self._in_window:
+            if self.moments is None:
+                self.moments = moments_init(q)
+            self.moments = moments_update(self.moments, q)
+        if i + 1 not in self.windows:
+            return False
+        self.inv_mass = moments_variance(self.moments)
+        self.metric = 1.0 / self.inv_mass
+        self.moments = None
+        if self.adapt_step:
+            self.step_size = torch.exp(self.da.get_state()[1])  # the window's averaged step size
+        if self.chees is not None and not self._restarted_chees:
+            # the first metric replaces the identity, so T's units changed: restart the adaptation from
+            # below (at most 4 step sizes), where the first optimum met is the shortest good trajectory
+            # (from above, T can stop at a later, worse local optimum)
+            self._restarted_chees = True
+            med = self.step_size.log().median(dim=1).values.tolist()
+            self.chees = chees_init([min(math.exp(lt), 4 * math.exp(m))
+                                     for lt, m in zip(self.chees.log_T, med)])
+        return True
+
+    def finish(self, warn: bool = True):
+        """The adapted ``(step_size [R, C], log trajectory lengths or None, inv_mass [R, 1, D])``; warns
+        with :class:`TuningWarning` when the second half of the final window's mean acceptance (target
+        replica) is more than ``TUNING_TOLERANCE`` from the target."""
+        if self.adapt_step and self.da._t > 0:
+            self.step_size = torch.exp(self.da.get_state()[1])
+            self.log_median_step = self.step_size.log().median(dim=1).values.tolist()
+        if warn and self.adapt_step and self._final_accept:
+            acc = float(torch.stack(self._final_accept).mean())
+            if abs(acc - self.target) > TUNING_TOLERANCE:
+                warnings.warn(
+                    f"warmup ended with mean acceptance {acc:.2f} in its final window, target "
+                    f"{self.target:.2f}: the step size is not tuned (raise num_warmup, now "
+                    f"{self.schedule.num_warmup}, or look for regions where the energy's gradient explodes)",
+                    TuningWarning,
+                    stacklevel=5,  # finish <- end_warmup <- run <- sample <- the caller
+                )
+        log_T = None if self.chees is None else self.chees.log_T_avg
+        return self.step_size, log_T, self.inv_mass
