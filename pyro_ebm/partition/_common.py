@@ -16,6 +16,11 @@ from ..inference import Estimate
 _F64 = torch.float64
 
 
+class EstimateWarning(UserWarning):
+    """An estimate of ``log Z`` whose error bar cannot be trusted (its weights are dominated by a few
+    particles or replicas)."""
+
+
 @dataclass(frozen=True)
 class LogPartition:
     r"""An estimate of :math:`\log Z_\beta` with its uncertainty.
@@ -25,7 +30,7 @@ class LogPartition:
         under refinement, a conservative error of the reported ``2n`` value) for ``"quadrature"``; the delta
         method standard error ``std(w) / (sqrt(N) mean(w))`` for (reverse) AIS.
     :ivar ess: effective sample size ``(sum w)^2 / sum w^2`` of the AIS weights; ``None`` otherwise.
-    :ivar method: ``"exact"``, ``"quadrature"``, ``"ais"`` or ``"reverse_ais"``.
+    :ivar method: ``"exact"``, ``"quadrature"``, ``"smc"``, ``"ais"`` or ``"reverse_ais"``.
     :ivar log_weights: the ``N`` AIS log-weights (float64; for reverse AIS the log-weights of ``1/Z``).
     :ivar samples: the final particles ``[N, *event_shape]`` (forward AIS: importance-weighted draws of the
         target with ``log_weights``; reverse AIS: where the chains ended, near the base).

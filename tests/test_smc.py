@@ -1,0 +1,85 @@
+"""Tempered SMC, the default estimator of log Z: checked against closed forms and quadrature, its error
+bar's coverage over seeds, and its bad-input errors."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from pyro_ebm import as_energy
+from pyro_ebm.partition import EstimateWarning, log_partition
+
+
+def _gauss(D, lo=-1.0, hi=0.5, dtype=torch.float64):
+    sd = torch.logspace(lo, hi, D, dtype=dtype)
+    F = as_energy(lambda y: 0.5 * ((y / sd) ** 2).sum(-1), event_shape=(D,))
+    return F, float(0.5 * D * math.log(2 * math.pi) + sd.log().sum())
+
+
+def test_default_is_smc_and_matches_a_closed_form():
+    F, truth = _gauss(5)
+    est = log_partition(F, seed=0)
+    assert est.method == "smc"
+    assert abs(float(est.value) - truth) < 3 * float(est.stderr) + 0.02
+    assert float(est.stderr) < 0.1
+    assert est.samples.shape == (1024, 5) and est.log_weights.shape == (1024,)
+    assert float(est.betas[0]) == 0.0 and float(est.betas[-1]) == 1.0
+    assert bool((est.betas[1:] > est.betas[:-1]).all())
+    # the weighted particles are draws of the target: their weighted variance is sd^2
+    w = torch.softmax(est.log_weights, 0).unsqueeze(-1)
+    var = (w * est.samples.double() ** 2).sum(0)
+    sd2 = torch.logspace(-1, 0.5, 5, dtype=torch.float64) ** 2
+    assert bool(((var / sd2 - 1).abs() < 0.25).all()), var / sd2
+
+
+def test_smc_on_a_bimodal_mixture_matches_quadrature():
+    F = as_energy(lambda y: -torch.logsumexp(torch.stack([
+        -0.5 * ((y - torch.tensor([2.0, 0.0])) ** 2).sum(-1) / 0.25,
+        -0.5 * ((y + torch.tensor([2.0, 1.0])) ** 2).sum(-1) / 0.5 + math.log(3.0)]), 0), event_shape=(2,))
+    ref = log_partition(F, method="quadrature", low=[-8, -8], high=[8, 8])
+    est = log_partition(F, seed=1, scale=3.0)
+    assert abs(float(est.value) - float(ref.value)) < 3 * float(est.stderr) + 0.02, (est, ref)
+
+
+def test_smc_is_reproducible_and_float32_works():
+    F, truth = _gauss(4, dtype=torch.float32)
+    a = log_partition(F, seed=3, num_particles=256)
+    b = log_partition(F, seed=3, num_particles=256)
+    assert torch.equal(a.value, b.value) and a.samples.dtype == torch.float32
+    assert abs(float(a.value) - truth) < 3 * float(a.stderr) + 0.02
+
+
+def test_smc_bad_input():
+    F, _ = _gauss(2)
+    with pytest.raises(ValueError, match="num_replicas"):
+        log_partition(F, num_replicas=1)
+    with pytest.raises(ValueError, match="num_particles"):
+        log_partition(F, num_particles=16, num_replicas=16)
+    for bad in (0.0, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="ess_fraction"):
+            log_partition(F, ess_fraction=bad)
+    with pytest.raises(ValueError, match="max_temperatures"):
+        log_partition(F, max_temperatures=2, ess_fraction=0.99)
+    with pytest.raises(TypeError, match="unknown option"):
+        log_partition(F, num_temperatures=10)
+
+
+def test_smc_warns_when_a_few_replicas_carry_the_estimate():
+    # two particles per replica on a sharp 30-d target: the replicas' estimates spread over many nats
+    F, _ = _gauss(30, lo=-2.0, hi=-1.0)
+    with pytest.warns(EstimateWarning, match="replicas carry the estimate"):
+        log_partition(F, seed=0, num_particles=32, num_mcmc_steps=0)
+
+
+@pytest.mark.slow
+def test_smc_error_bar_covers_the_truth_about_95_percent_of_the_time():
+    F, truth = _gauss(5)
+    inside = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EstimateWarning)
+        for seed in range(100):
+            est = log_partition(F, seed=seed, num_particles=512)
+            inside += abs(float(est.value) - truth) <= 2 * float(est.stderr)
+    # binomial(100, 0.95) lies in [89, 100] with probability > 0.99
+    assert inside >= 88, inside
