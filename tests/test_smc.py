@@ -23,7 +23,7 @@ def test_default_is_smc_and_matches_a_closed_form():
     assert est.method == "smc"
     assert abs(float(est.value) - truth) < 3 * float(est.stderr) + 0.02
     assert float(est.stderr) < 0.1
-    assert est.samples.shape == (1024, 5) and est.log_weights.shape == (1024,)
+    assert est.samples.shape == (960, 5) and est.log_weights.shape == (960,)  # the 15 non-pilot replicas
     assert float(est.betas[0]) == 0.0 and float(est.betas[-1]) == 1.0
     assert bool((est.betas[1:] > est.betas[:-1]).all())
     # the weighted particles are draws of the target: their weighted variance is sd^2

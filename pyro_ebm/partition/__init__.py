@@ -107,9 +107,9 @@ def log_partition(energy, beta=1.0, method: str = "smc", **options) -> LogPartit
       a mass matrix from the particle cloud and a step size steered to ``target_accept`` (0.75);
     * ``max_temperatures`` (5000): an error beyond this many.
 
-    ``value`` is the log of the mean of the replicas' unbiased estimates of ``Z``; ``stderr`` its delta
+    ``value`` is the log of the mean of the non-pilot replicas' unbiased estimates of ``Z``; ``stderr`` its delta
     method error from their spread, times ``t_{0.975, K-1} / 1.96`` so that ``value +- 2 stderr`` is about a
-    95% interval; ``ess`` the ESS of the pooled final particles (``samples`` with ``log_weights``);
+    95% interval; ``ess`` the ESS of their pooled final particles (``samples`` with ``log_weights``);
     ``betas`` the first replica's schedule; ``step_sizes`` and ``accept_rate`` the mean over replicas at
     each temperature. :class:`EstimateWarning` when fewer than half the replicas carry the estimate.
 
