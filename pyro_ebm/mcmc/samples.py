@@ -71,17 +71,17 @@ class Samples:
 
         :param var_name: posterior variable name for an energy's draws (a model keeps its site names).
         """
-        from pyro_ebm.diagnostics import to_arviz  # lazy: diagnostics pulls in arviz
+        from .. import _arviz  # the conversion layer (numpy and arviz only); lazy: arviz is slow to import
 
         posterior = {k: v.detach().cpu().numpy() for k, v in self.posterior_dict(var_name).items()}
         stats = {k: v.detach().cpu().numpy() for k, v in self.stats.items()}
-        return to_arviz(posterior, sample_stats=stats)
+        return _arviz.from_dict(posterior, stats)
 
     def summary(self, var_name: str = "y"):
-        """ArviZ summary table (mean, sd, ESS, R-hat) of the draws, via :mod:`pyro_ebm.diagnostics`."""
-        from pyro_ebm.diagnostics import summary
+        """ArviZ summary table (mean, sd, ESS, R-hat) of the draws."""
+        from .. import _arviz
 
-        return summary(self.to_arviz(var_name))
+        return _arviz.summary(self.to_arviz(var_name))
 
     def __repr__(self) -> str:
         if isinstance(self.draws, dict):
