@@ -249,7 +249,7 @@ def test_mcmc_like_object_keeps_chain_order_and_divergence_positions():
 
 
 def test_recording_nuts_stats_are_unpacked():
-    recording = pytest.importorskip("pyro_ebm.mcmc.pyro_recording")
+    from pyro_ebm.mcmc import pyro_recording as recording
     pyro.set_rng_seed(1)
     mcmc = MCMC(recording.RecordingNUTS(_normal_model), num_samples=20, warmup_steps=20, disable_progbar=True)
     mcmc.run()

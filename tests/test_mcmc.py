@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -465,6 +466,8 @@ def test_progress_bar_runs(capsys):
     F = lambda y: 0.5 * (y**2).sum(-1)
     s = sample(F, torch.zeros(4, 2), 3, 3, seed=0, progress=True)
     assert isinstance(s, Samples) and "Samples(kernel='hmc'" in repr(s)
+    err = capsys.readouterr().err
+    assert "hmc warmup" in err and "hmc sample" in err, err
 
 
 # ----------------------------------------------------------------------------------------- pieces
@@ -626,11 +629,13 @@ def test_persistent_chains_other_kernels_and_errors():
 
 
 def test_to_arviz_and_summary():
-    pytest.importorskip("pyro_ebm.diagnostics")
     F = lambda y: 0.5 * (y**2).sum(-1)
     s = sample(F, torch.zeros(4, 2), 20, 30, seed=0, progress=False)
     idata = s.to_arviz()
     stats = idata["sample_stats"] if not hasattr(idata, "sample_stats") else idata.sample_stats
     for name in ("energy", "lp", "acceptance_rate", "step_size", "n_steps", "diverging"):
         assert name in stats
-    s.summary()
+    table = s.summary()
+    assert len(table) == 2 and {"mean", "ess_bulk", "r_hat"} <= set(table.columns)
+    means = s.draws.reshape(-1, 2).mean(0).double().numpy()
+    assert np.allclose(table["mean"].to_numpy(), means, atol=1e-6)

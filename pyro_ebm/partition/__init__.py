@@ -101,7 +101,8 @@ def log_partition(energy, beta=1.0, method: str = "smc", **options) -> LogPartit
 
     **smc** (adaptive tempered SMC; the path, the base options and ``dtype``/``seed`` as for AIS below):
 
-    * ``num_particles`` (default 1024), split into ``num_replicas`` (default 16) independent samplers;
+    * ``num_particles`` (default 2048), split into ``num_replicas`` (default 16) samplers, the first a
+      pilot that tunes the others (see :mod:`pyro_ebm.partition.smc`);
     * ``ess_fraction`` (0.9): each next temperature keeps this fraction of the conditional ESS;
     * ``num_mcmc_steps`` (3) HMC moves per temperature with about ``num_leapfrog`` (5, jittered) steps,
       a mass matrix from the particle cloud and a step size steered to ``target_accept`` (0.75);

@@ -108,7 +108,7 @@ def smc(
     base=None,
     loc=None,
     scale=None,
-    num_particles: int = 1024,
+    num_particles: int = 2048,
     num_replicas: int = 16,
     ess_fraction: float = 0.9,
     num_mcmc_steps: int = 3,
