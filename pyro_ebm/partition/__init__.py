@@ -96,7 +96,12 @@ def log_partition(energy, beta=1.0, method: str = "smc", **options) -> LogPartit
     * ``order`` -- Gauss-Legendre nodes per panel (default 8);
     * ``chunk_size`` -- nodes per energy call (default 65536).
 
-    Energies are evaluated in the energy's dtype and accumulated in float64. A NaN or ``-inf`` energy at a
+    * ``dtype`` -- of the nodes the energy sees (default: the energy's parameters', else torch's default).
+
+    Energies are evaluated in that dtype and accumulated in float64. ``stderr`` is the larger of the
+    refinement change and the rounding of the energies themselves, ``beta * ulp(|F_min|) / 2``: a float32
+    energy of size 1000 at ``beta = 1e6`` cannot give ``log Z`` to better than about 30 nats, and says so
+    (pass ``dtype=torch.float64`` with an energy that computes in it). A NaN or ``-inf`` energy at a
     node is a ``ValueError`` giving the node; ``+inf`` is zero density. Mass outside the box is not counted.
 
     **smc** (adaptive tempered SMC; the path, the base options and ``dtype``/``seed`` as for AIS below):

@@ -49,12 +49,14 @@ def _gauss_legendre(low: float, high: float, n: int, order: int):
 
 
 def _grid_log_z(energy, beta, lows, highs, n, order, chunk_size, dtype, device, label):
+    """``(log Z, F_min)``: the rule's log-sum-exp (float64) and the smallest energy at a node."""
     d = lows.numel()
     axes = [_gauss_legendre(float(lows[i]), float(highs[i]), n, order) for i in range(d)]
     nodes = [a[0].to(device) for a in axes]
     logw = [a[1].to(device) for a in axes]
     total_points = n**d
     total = torch.tensor(-math.inf, dtype=_F64, device=device)
+    f_min = math.inf
     for start in range(0, total_points, chunk_size):
         idx = torch.arange(start, min(start + chunk_size, total_points), device=device)
         coords, lw, rem = [], torch.zeros(idx.shape, dtype=_F64, device=device), idx
@@ -75,7 +77,8 @@ def _grid_log_z(energy, beta, lows, highs, n, order, chunk_size, dtype, device, 
                 "(+inf, zero density, is allowed)"
             )
         total = torch.logaddexp(total, torch.logsumexp(lw - beta * f.to(_F64), 0))
-    return total
+        f_min = min(f_min, float(f.min()))
+    return total, f_min
 
 
 def _quadrature(
@@ -88,6 +91,7 @@ def _quadrature(
     num_points: Optional[int] = None,
     order: int = 8,
     chunk_size: int = 65536,
+    dtype=None,
 ):
     if event_shape is None and not isinstance(energy, Energy):
         lo = np.asarray(low.detach().cpu() if isinstance(low, torch.Tensor) else low, dtype=np.float64)
@@ -108,15 +112,22 @@ def _quadrature(
     chunk_size = check_positive_int(chunk_size, "chunk_size")
     n = _DEFAULT_POINTS[d] if num_points is None else check_positive_int(num_points, "num_points")
     n = order * max(1, -(-n // order))  # whole panels
-    dtype, device = _energy_dtype_device(energy)
+    e_dtype, device = _energy_dtype_device(energy)
+    if dtype is None:
+        dtype = e_dtype
+    elif not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     label = energy._label()
     with torch.no_grad():
-        coarse = _grid_log_z(energy, beta, lows, highs, n, order, chunk_size, dtype, device, label)
-        fine = _grid_log_z(energy, beta, lows, highs, 2 * n, order, chunk_size, dtype, device, label)
+        coarse, _ = _grid_log_z(energy, beta, lows, highs, n, order, chunk_size, dtype, device, label)
+        fine, f_min = _grid_log_z(energy, beta, lows, highs, 2 * n, order, chunk_size, dtype, device, label)
     if not torch.isfinite(fine):
         raise ValueError(
             f"the integral of exp(-beta F) over the box is {math.exp(fine.item()) if fine.item() < 0 else 'infinite'}; "
             "the energy is +inf at every quadrature node or overflows: check low and high"
         )
-    err = (fine - coarse).abs()
+    # the energies themselves are rounded to the dtype: near the minimum each is off by up to half an ulp of
+    # |F_min|, which beta multiplies (float32 at beta = 1e6 and F ~ 1000 is off by tens of nats)
+    rounding = beta * 0.5 * torch.finfo(dtype).eps * max(abs(f_min), torch.finfo(dtype).tiny)
+    err = torch.maximum((fine - coarse).abs(), torch.tensor(rounding, dtype=_F64))
     return LogPartition(fine, err, None, "quadrature", num_evaluations=n**d + (2 * n) ** d)
