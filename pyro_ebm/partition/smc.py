@@ -31,22 +31,27 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Optional
-
 import torch
 
 from .._rng import make_generator
 from .._validation import check_positive_int
-from ._common import _F64, EstimateWarning, LogPartition, _check_values
+from ._common import _F64, EstimateWarning, LogPartition, _check_values, _weights_summary
 from .annealing import PathPotential, _ais_common, _Path, _sample_base, log_target_ratio, move
 
 __all__ = ["smc"]
 
 
+_Z975 = 1.959963984540054  # the standard normal's 97.5% quantile
+
+
 def _t_quantile_975(dof: int) -> float:
     """The 97.5% quantile of Student's t with ``dof`` degrees of freedom (Cornish-Fisher expansion around
-    the normal quantile; within 0.001 of the exact value from 5 degrees of freedom on)."""
-    z = 1.959963984540054
+    the normal quantile; within 0.001 of the exact value from 5 degrees of freedom on).
+
+    >>> round(_t_quantile_975(15), 3), round(_t_quantile_975(1000), 3)   # tables: 2.131, 1.962
+    (2.131, 1.962)
+    """
+    z = _Z975
     v = float(dof)
     return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
             + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3))
@@ -191,11 +196,10 @@ def smc(
     # the pilot's estimate is biased by its own adaptation: the K - 1 others are independent given it
     log_z, log_w, x = log_z[1:], log_w[1:], x[1:]
     n_rep = K - 1
-    value = torch.logsumexp(log_z, 0) - math.log(n_rep)
-    rel = torch.exp(log_z - log_z.max())
-    rel = rel / rel.mean()
-    stderr = rel.std(unbiased=True) / math.sqrt(n_rep) * (_t_quantile_975(n_rep - 1) / 1.959963984540054)
-    replica_ess = float(rel.sum() ** 2 / (rel**2).sum())
+    # the replicas' estimates of Z are importance weights of the same kind as AIS's: one summary for both
+    value, stderr, replica_ess = _weights_summary(log_z)
+    stderr = stderr * (_t_quantile_975(n_rep - 1) / _Z975)
+    replica_ess = float(replica_ess)
     if replica_ess < n_rep / 2:
         warnings.warn(
             f"SMC: {replica_ess:.1f} of the {n_rep} replicas carry the estimate of log Z, so its error bar is "
@@ -204,8 +208,7 @@ def smc(
             stacklevel=3,
         )
     pooled = (log_z.unsqueeze(-1) + log_w).reshape(-1)
-    pw = torch.exp(pooled - torch.logsumexp(pooled, 0))
-    ess_total = 1.0 / (pw**2).sum()
+    ess_total = _weights_summary(pooled)[2]
     return LogPartition(
         value, stderr, ess_total, "smc", pooled, x.reshape((n_rep * M,) + tuple(energy.event_shape)),
         torch.tensor(schedule, dtype=_F64), torch.tensor(steps, dtype=_F64), torch.tensor(rates, dtype=_F64),
