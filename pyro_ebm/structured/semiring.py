@@ -1,0 +1,89 @@
+r"""One semiring over energies, parameterised by the inverse temperature ``beta``.
+
+Energies are costs (lower is better). The semiring's "plus" combines the energies of alternative paths
+into their free energy, and its "times" chains the energies of consecutive pieces of one path:
+
+.. math::
+
+    a \oplus_\beta b = -\frac{1}{\beta} \log\left(e^{-\beta a} + e^{-\beta b}\right), \qquad
+    a \otimes b = a + b, \qquad \bar 0 = +\infty, \qquad \bar 1 = 0 .
+
+``beta = inf`` is the tropical (min-sum) semiring, ``a (+) b = min(a, b)``: the zero-temperature limit
+in which free energies become minimum energies and dynamic programs become Viterbi.
+
+Every dynamic program of :mod:`pyro_ebm.structured` is written once against this class; the gradient of
+a free energy with respect to the energy of a piece is the Gibbs probability that a path uses that piece
+(at ``beta = inf``, the indicator of the minimum-energy path).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._validation import check_beta
+
+__all__ = ["Semiring"]
+
+
+class Semiring:
+    r"""The beta-soft-min semiring over energies (``beta = inf``: min-sum).
+
+    :param beta: inverse temperature, a positive float; ``float("inf")`` gives the tropical semiring.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_ebm.structured import Semiring
+        >>> x = torch.tensor([1.0, 2.0, 3.0])
+        >>> print(round(Semiring(1.0).sum(x, 0).item(), 4))  # -log(e^-1 + e^-2 + e^-3)
+        0.5924
+        >>> Semiring(float("inf")).sum(x, 0)
+        tensor(1.)
+        >>> a = torch.tensor([[0.0, 1.0], [2.0, 0.0]])
+        >>> Semiring(float("inf")).matmul(a, a)  # min_k a[i, k] + a[k, j]
+        tensor([[0., 1.],
+                [2., 0.]])
+    """
+
+    def __init__(self, beta=1.0):
+        if isinstance(beta, torch.Tensor):
+            if beta.numel() != 1:
+                raise ValueError(f"beta must be a single number here, got a tensor of shape {tuple(beta.shape)}")
+            beta = float(beta.detach())
+        self.beta = float(check_beta(beta, allow_inf=True))
+        self.tropical = math.isinf(self.beta)
+
+    zero = math.inf  #: the energy of "no path" (identity of plus)
+    one = 0.0  #: the energy of the empty path (identity of times)
+
+    def sum(self, x: torch.Tensor, dim) -> torch.Tensor:
+        r"""The semiring sum (soft-min) of ``x`` over ``dim``: :math:`-\frac1\beta \log\sum e^{-\beta x}`."""
+        if self.tropical:
+            return x.amin(dim)
+        return torch.logsumexp(x * (-self.beta), dim) * (-1.0 / self.beta)
+
+    def plus(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Elementwise semiring sum of two tensors (broadcast)."""
+        a, b = torch.broadcast_tensors(a, b)
+        return self.sum(torch.stack([a, b]), 0)
+
+    @staticmethod
+    def times(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Semiring product: energies of consecutive pieces add."""
+        return a + b
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        r"""Semiring matrix product :math:`c_{ij} = \bigoplus_k a_{ik} \otimes b_{kj}`; shapes ``[..., I, K]``,
+        ``[..., K, J]`` -> ``[..., I, J]`` (batch dimensions broadcast)."""
+        return self.sum(a.unsqueeze(-1) + b.unsqueeze(-3), -2)
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Gibbs weights :math:`e^{-\beta x}` of energies ``x`` measured from a free energy (finite beta only)."""
+        if self.tropical:
+            raise ValueError("weights are not defined at beta = inf; use the minimum-energy path instead")
+        return torch.exp(x * (-self.beta))
+
+    def __repr__(self):
+        return f"Semiring(beta={self.beta:g})"
