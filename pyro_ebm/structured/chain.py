@@ -217,14 +217,34 @@ def _viterbi(u, p, a, b):
     return energy, path
 
 
-def _forward_backward(sr: Semiring, u, p, a, b, alphas, free, edges: bool = True):
-    """Gibbs marginals from forward messages and the forward messages of the reversed chain."""
-    betas = _scan(sr, *_reverse(u, p, b)).flip(1)  # includes u_t and the final energy
+def _forward_backward(sr: Semiring, u, p, a, b, alphas, free, edges=None, grad=None):
+    """Gibbs marginals from the forward messages and a backward sweep (the same recursion read backwards).
+
+    ``edges``: ``None`` (node marginals only), ``"full"`` (pair marginals ``[B, T-1, K, K]``) or ``"sum"``
+    (``sum_b grad[b] * pair marginals[b, t]`` summed over ``t`` as well: the gradient of a shared ``[K, K]``
+    pairwise, accumulated step by step so that no ``[B, T-1, K, K]`` tensor is built).
+    """
+    B, T, K = u.shape
+    betas = torch.empty_like(u)  # backward messages, including u_t (and the final energy)
+    msg = b + u[:, -1]
+    betas[:, -1] = msg
     f = free[:, None, None]
+    edge = None
+    if edges == "sum":
+        edge = u.new_zeros(K, K)
+    elif edges == "full":
+        edge = u.new_empty(B, T - 1, K, K)
+    for t in range(T - 2, -1, -1):
+        s = _step(p, t) + msg.unsqueeze(-2)  # [B, K, K]: p_t(k, l) + beta_{t+1}(l)
+        if edges is not None:
+            w = sr.weights(alphas[:, t].unsqueeze(-1) + s - f)
+            if edges == "sum":
+                edge += torch.einsum("b,bij->ij", grad, w)
+            else:
+                edge[:, t] = w
+        msg = sr.sum(s, -1) + u[:, t]
+        betas[:, t] = msg
     node = sr.weights(alphas + betas - u - f)
-    if not edges:
-        return node, None
-    edge = sr.weights(alphas[:, :-1, :, None] + p + betas[:, 1:, None, :] - f.unsqueeze(-1))
     return node, edge
 
 
@@ -261,7 +281,10 @@ class _ChainFreeEnergy(torch.autograd.Function):
             node, edge = _path_indicators(path, ctx.K, grad.dtype, edges=ctx.needs_input_grad[1])
         else:
             u, p, a, b, alphas, free = ctx.saved_tensors
-            node, edge = _forward_backward(sr, u, p, a, b, alphas, free, edges=ctx.needs_input_grad[1])
+            mode = None if not ctx.needs_input_grad[1] else ("sum" if ctx.p_shared else "full")
+            node, edge = _forward_backward(sr, u, p, a, b, alphas, free, edges=mode, grad=grad)
+            if mode == "sum":
+                return node * grad[:, None, None], edge, node[:, 0] * grad[:, None], node[:, -1] * grad[:, None], None
         g = grad[:, None, None]
         d_u = node * g
         d_p = None
@@ -414,7 +437,7 @@ def chain_marginals(unary, pairwise, beta=1.0, initial=None, final=None, lengths
         else:
             alphas = _scan(sr, u, p, a)
             free = _check_free(sr.sum(alphas[:, -1] + b, -1), (B,))
-            node, edge = _forward_backward(sr, u, p, a, b, alphas, free, edges)
+            node, edge = _forward_backward(sr, u, p, a, b, alphas, free, "full" if edges else None)
     pad = _pad_mask(n, B, T, u.device)
     if pad is not None:
         node = node.masked_fill(pad.unsqueeze(-1), 0.0)
