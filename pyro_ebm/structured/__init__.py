@@ -9,6 +9,7 @@
 
 from .semiring import Semiring
 from .chain import chain_energy, chain_free_energy, chain_marginals, kbest, pad_sequences, sample_chain, viterbi
+from .dtw import dtw, soft_dtw, squared_distances
 
 __all__ = [
     "Semiring",
@@ -19,4 +20,7 @@ __all__ = [
     "sample_chain",
     "kbest",
     "pad_sequences",
+    "dtw",
+    "soft_dtw",
+    "squared_distances",
 ]
