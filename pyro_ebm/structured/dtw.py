@@ -45,7 +45,12 @@ def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         tensor([[9.],
                 [4.]])
     """
-    return (x.unsqueeze(-2) - y.unsqueeze(-3)).pow(2).sum(-1)
+    if x.shape[-1] != y.shape[-1]:
+        raise ValueError(f"x and y must have the same feature size, got {x.shape[-1]} and {y.shape[-1]}")
+    # |x|^2 + |y|^2 - 2 x.y with one batched matrix product (like torch.cdist for long sequences); the
+    # cancellation error is ~ eps * (|x|^2 + |y|^2), hence the clamp at 0
+    cross = x @ y.transpose(-1, -2)
+    return (x.pow(2).sum(-1).unsqueeze(-1) + y.pow(2).sum(-1).unsqueeze(-2) - 2.0 * cross).clamp_min(0.0)
 
 
 def _rows(d: int, N: int, M: int):
@@ -72,22 +77,23 @@ def _unskew(s: torch.Tensor, M: int) -> torch.Tensor:
 
 
 def _forward(sr: Semiring, cs: torch.Tensor, N: int, M: int):
-    """Accumulated energies ``R`` on the skewed grid, ``[B, D + 2, N + 1]`` with ``R[b, d + 2, i + 1]`` for
-    cell ``(i, d - i)`` (two leading diagonals and a leading row of boundary values), and for ``beta = inf``
-    the chosen predecessor of each cell (0: ``(i-1, j)``, 1: ``(i, j-1)``, 2: ``(i-1, j-1)``)."""
+    """Accumulated log-weights ``-beta R`` on the skewed grid, ``[B, D + 2, N + 1]``, with entry ``[b, d + 2,
+    i + 1]`` for cell ``(i, d - i)`` (two leading diagonals and a leading row hold the boundary), and for
+    ``beta = inf`` the chosen predecessor of each cell (0: ``(i-1, j)``, 1: ``(i, j-1)``, 2: ``(i-1, j-1)``).
+    ``cs`` holds the skewed costs in log-weight units."""
     B, D, _ = cs.shape
-    R = cs.new_full((B, D + 2, N + 1), math.inf)
+    R = cs.new_full((B, D + 2, N + 1), -math.inf)
     R[:, 0, 0] = 0.0  # the empty alignment ends at (-1, -1)
     choice = cs.new_zeros((B, D, N), dtype=torch.uint8) if sr.tropical else None
     for d in range(D):
         lo, hi = _rows(d, N, M)
-        prev = torch.stack([R[:, d + 1, lo:hi], R[:, d + 1, lo + 1 : hi + 1], R[:, d, lo:hi]])
+        up, left, diag = R[:, d + 1, lo:hi], R[:, d + 1, lo + 1 : hi + 1], R[:, d, lo:hi]
         if sr.tropical:
-            best, k = prev.min(0)
+            best, k = torch.stack([up, left, diag]).max(0)
             choice[:, d, lo:hi] = k
         else:
-            best = sr.sum(prev, 0)
-        R[:, d + 2, lo + 1 : hi + 1] = cs[:, d, lo:hi] + best
+            best = sr.log_plus(sr.log_plus(up, left), diag)
+        torch.add(cs[:, d, lo:hi], best, out=R[:, d + 2, lo + 1 : hi + 1])
     return R, choice
 
 
@@ -95,33 +101,33 @@ def _alignment(sr: Semiring, R, cs, choice, seed, N: int, M: int) -> torch.Tenso
     """Backward recursion: ``E[b, d, i] = dF/dcost`` at cell ``(i, d - i)`` given ``dF/dR`` at the end cells
     (``seed``, skewed ``[B, D, N]``). Returns skewed ``[B, D, N]``."""
     B, D, _ = cs.shape
-    r = R[:, 2:, 1:]
     pad = (0, 1, 0, 2)  # one more row, two more diagonals of "no successor"
     if sr.tropical:
-        ch = torch.nn.functional.pad(choice.long(), pad, value=3)
-        w_down = (ch[:, 1 : D + 1, 1 : N + 1] == 0).to(r.dtype)  # (i+1, j) came from (i, j)
-        w_right = (ch[:, 1 : D + 1, 0:N] == 1).to(r.dtype)  # (i, j+1) came from (i, j)
-        w_diag = (ch[:, 2 : D + 2, 1 : N + 1] == 2).to(r.dtype)  # (i+1, j+1) came from (i, j)
+        ch = torch.nn.functional.pad(choice, pad, value=3)
+        w_down = (ch[:, 1 : D + 1, 1 : N + 1] == 0).to(cs.dtype)  # (i+1, j) came from (i, j)
+        w_right = (ch[:, 1 : D + 1, 0:N] == 1).to(cs.dtype)  # (i, j+1) came from (i, j)
+        w_diag = (ch[:, 2 : D + 2, 1 : N + 1] == 2).to(cs.dtype)  # (i+1, j+1) came from (i, j)
     else:
-        s = torch.where(torch.isfinite(cs) & torch.isfinite(r), r - cs, torch.full_like(r, math.inf))
-        s = torch.nn.functional.pad(s, pad, value=math.inf)
-        ok_r = torch.isfinite(r)
-
-        def weight(succ):  # P(predecessor of succ is this cell) = exp(-beta (R_cell - (R_succ - c_succ)))
-            ok = ok_r & torch.isfinite(succ)
-            gap = torch.where(ok, (r - succ).clamp_min(0.0), torch.zeros_like(r))
-            return torch.where(ok, sr.weights(gap), torch.zeros_like(r))
-
-        w_down = weight(s[:, 1 : D + 1, 1 : N + 1])
-        w_right = weight(s[:, 1 : D + 1, 0:N])
-        w_diag = weight(s[:, 2 : D + 2, 1 : N + 1])
+        # P(the predecessor of a successor is this cell) = exp(r - (r_succ - c_succ)) in log-weight units.
+        # Unreachable cells (-inf) become a large negative number so that no inf - inf appears: their
+        # weights towards reachable successors underflow to 0, and reachable cells' weights towards
+        # unreachable successors are capped at 1 and multiply an alignment probability of exactly 0.
+        big = torch.finfo(cs.dtype).max / 8
+        r = torch.nan_to_num(R[:, 2:, 1:], neginf=-big)
+        s = torch.nn.functional.pad(r - torch.nan_to_num(cs, neginf=-big), pad, value=0.0)
     E = torch.nn.functional.pad(seed, pad, value=0.0)
     for d in range(D - 1, -1, -1):
         lo, hi = _rows(d, N, M)
         e = E[:, d, lo:hi]
-        e.addcmul_(E[:, d + 1, lo + 1 : hi + 1], w_down[:, d, lo:hi])
-        e.addcmul_(E[:, d + 1, lo:hi], w_right[:, d, lo:hi])
-        e.addcmul_(E[:, d + 2, lo + 1 : hi + 1], w_diag[:, d, lo:hi])
+        if sr.tropical:
+            e.addcmul_(E[:, d + 1, lo + 1 : hi + 1], w_down[:, d, lo:hi])
+            e.addcmul_(E[:, d + 1, lo:hi], w_right[:, d, lo:hi])
+            e.addcmul_(E[:, d + 2, lo + 1 : hi + 1], w_diag[:, d, lo:hi])
+        else:
+            rd = r[:, d, lo:hi]
+            e.addcmul_(E[:, d + 1, lo + 1 : hi + 1], (rd - s[:, d + 1, lo + 1 : hi + 1]).clamp_max_(0.0).exp_())
+            e.addcmul_(E[:, d + 1, lo:hi], (rd - s[:, d + 1, lo:hi]).clamp_max_(0.0).exp_())
+            e.addcmul_(E[:, d + 2, lo + 1 : hi + 1], (rd - s[:, d + 2, lo + 1 : hi + 1]).clamp_max_(0.0).exp_())
     return E[:, :D, :N]
 
 
@@ -130,10 +136,10 @@ class _SoftDTW(torch.autograd.Function):
     def forward(ctx, cost, beta, n, m):
         sr = Semiring(beta)
         B, N, M = cost.shape
-        cs = _skew(cost)
+        cs = sr.to_log(_skew(cost))
         R, choice = _forward(sr, cs, N, M)
         rows = torch.arange(B, device=cost.device)
-        value = R[rows, n + m, n]  # cell (n-1, m-1) sits at diagonal n+m-2, row n-1
+        value = sr.from_log(R[rows, n + m, n])  # cell (n-1, m-1) sits at diagonal n+m-2, row n-1
         ctx.save_for_backward(R, cs, n, m, *(() if choice is None else (choice,)))
         ctx.sr, ctx.shape = sr, (N, M)
         return value
@@ -249,7 +255,7 @@ def dtw(cost: torch.Tensor, *, lengths=None, band=None, return_path: bool = Fals
     sr = Semiring(math.inf)
     B, N, M = c.shape
     with torch.no_grad():
-        cs = _skew(c.detach())
+        cs = sr.to_log(_skew(c.detach()))
         R, choice = _forward(sr, cs, N, M)
         seed = torch.zeros_like(cs)
         seed[torch.arange(B, device=c.device), n + m - 2, n - 1] = 1.0

@@ -58,16 +58,32 @@ class Semiring:
     zero = math.inf  #: the energy of "no path" (identity of plus)
     one = 0.0  #: the energy of the empty path (identity of times)
 
+    # Dynamic programs run in log-weight units ``s = -beta * energy`` (``-energy`` at beta = inf), where the
+    # semiring sum is a log-sum-exp (a max at beta = inf): one fused kernel per step instead of five.
+
+    def to_log(self, x: torch.Tensor) -> torch.Tensor:
+        """Energies -> log-weights: ``-beta * x`` (``-x`` at ``beta = inf``)."""
+        return -x if self.tropical else x * (-self.beta)
+
+    def from_log(self, s: torch.Tensor) -> torch.Tensor:
+        """Log-weights -> energies (inverse of :meth:`to_log`)."""
+        return (0.0 - s) if self.tropical else (0.0 - s) / self.beta  # 0.0 - s: no negative zeros
+
+    def log_sum(self, s: torch.Tensor, dim) -> torch.Tensor:
+        """Semiring sum in log-weight units over ``dim``: ``logsumexp`` (``amax`` at ``beta = inf``)."""
+        return s.amax(dim) if self.tropical else torch.logsumexp(s, dim)
+
+    def log_plus(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Elementwise semiring sum in log-weight units: ``logaddexp`` (``maximum`` at ``beta = inf``)."""
+        return torch.maximum(a, b) if self.tropical else torch.logaddexp(a, b)
+
     def sum(self, x: torch.Tensor, dim) -> torch.Tensor:
-        r"""The semiring sum (soft-min) of ``x`` over ``dim``: :math:`-\frac1\beta \log\sum e^{-\beta x}`."""
-        if self.tropical:
-            return x.amin(dim)
-        return torch.logsumexp(x * (-self.beta), dim) * (-1.0 / self.beta)
+        r"""The semiring sum (soft-min) of energies ``x`` over ``dim``: :math:`-\frac1\beta \log\sum e^{-\beta x}`."""
+        return self.from_log(self.log_sum(self.to_log(x), dim))
 
     def plus(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Elementwise semiring sum of two tensors (broadcast)."""
-        a, b = torch.broadcast_tensors(a, b)
-        return self.sum(torch.stack([a, b]), 0)
+        """Elementwise semiring sum of two energy tensors (broadcast)."""
+        return self.from_log(self.log_plus(self.to_log(a), self.to_log(b)))
 
     @staticmethod
     def times(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
