@@ -181,23 +181,21 @@ def _step(p, t):
     return p if p.dim() == 2 else p[:, t]
 
 
+def _to_log(sr: Semiring, *tensors):
+    return tuple(sr.to_log(t) for t in tensors)
+
+
 def _scan(sr: Semiring, u, p, a):
-    """Forward messages ``alpha[b, t, k]``: the semiring sum of the energies of all paths ending in state
-    ``k`` at time ``t`` (including ``u_t(k)``)."""
+    """Forward messages in log-weight units (inputs too): ``alpha[b, t, k]`` is the semiring sum over all
+    paths ending in state ``k`` at time ``t`` (including ``u_t(k)``)."""
     B, T, K = u.shape
     alphas = u.new_empty(B, T, K)
     msg = a + u[:, 0]
     alphas[:, 0] = msg
     for t in range(1, T):
-        msg = sr.sum(msg.unsqueeze(-1) + _step(p, t - 1), -2) + u[:, t]
+        msg = sr.log_sum(msg.unsqueeze(-1) + _step(p, t - 1), -2) + u[:, t]
         alphas[:, t] = msg
     return alphas
-
-
-def _reverse(u, p, b):
-    """The chain read backwards: its forward messages are the backward messages of the original."""
-    p_rev = p.transpose(-1, -2) if p.dim() == 2 else p.flip(1).transpose(-1, -2)
-    return u.flip(1), p_rev, b
 
 
 def _viterbi(u, p, a, b):
@@ -217,8 +215,9 @@ def _viterbi(u, p, a, b):
     return energy, path
 
 
-def _forward_backward(sr: Semiring, u, p, a, b, alphas, free, edges=None, grad=None):
-    """Gibbs marginals from the forward messages and a backward sweep (the same recursion read backwards).
+def _forward_backward(sr: Semiring, u, p, a, b, alphas, logz, edges=None, grad=None):
+    """Gibbs marginals from the forward messages and a backward sweep (the same recursion read backwards);
+    inputs in log-weight units, ``logz [B]`` the log partition function.
 
     ``edges``: ``None`` (node marginals only), ``"full"`` (pair marginals ``[B, T-1, K, K]``) or ``"sum"``
     (``sum_b grad[b] * pair marginals[b, t]`` summed over ``t`` as well: the gradient of a shared ``[K, K]``
@@ -228,7 +227,7 @@ def _forward_backward(sr: Semiring, u, p, a, b, alphas, free, edges=None, grad=N
     betas = torch.empty_like(u)  # backward messages, including u_t (and the final energy)
     msg = b + u[:, -1]
     betas[:, -1] = msg
-    f = free[:, None, None]
+    z = logz[:, None, None]
     edge = None
     if edges == "sum":
         edge = u.new_zeros(K, K)
@@ -237,14 +236,14 @@ def _forward_backward(sr: Semiring, u, p, a, b, alphas, free, edges=None, grad=N
     for t in range(T - 2, -1, -1):
         s = _step(p, t) + msg.unsqueeze(-2)  # [B, K, K]: p_t(k, l) + beta_{t+1}(l)
         if edges is not None:
-            w = sr.weights(alphas[:, t].unsqueeze(-1) + s - f)
+            w = torch.exp(alphas[:, t].unsqueeze(-1) + s - z)
             if edges == "sum":
                 edge += torch.einsum("b,bij->ij", grad, w)
             else:
                 edge[:, t] = w
-        msg = sr.sum(s, -1) + u[:, t]
+        msg = sr.log_sum(s, -1) + u[:, t]
         betas[:, t] = msg
-    node = sr.weights(alphas + betas - u - f)
+    node = torch.exp(alphas + betas - u - z)
     return node, edge
 
 
@@ -266,9 +265,11 @@ class _ChainFreeEnergy(torch.autograd.Function):
             free, path = _viterbi(u, p, a, b)
             ctx.save_for_backward(path)
         else:
+            u, p, a, b = _to_log(sr, u, p, a, b)
             alphas = _scan(sr, u, p, a)
-            free = sr.sum(alphas[:, -1] + b, -1)
-            ctx.save_for_backward(u, p, a, b, alphas, free)
+            logz = sr.log_sum(alphas[:, -1] + b, -1)
+            free = sr.from_log(logz)
+            ctx.save_for_backward(u, p, a, b, alphas, logz)
         ctx.sr, ctx.p_shared, ctx.K = sr, p.dim() == 2, u.shape[-1]
         return free
 
@@ -280,9 +281,9 @@ class _ChainFreeEnergy(torch.autograd.Function):
             (path,) = ctx.saved_tensors
             node, edge = _path_indicators(path, ctx.K, grad.dtype, edges=ctx.needs_input_grad[1])
         else:
-            u, p, a, b, alphas, free = ctx.saved_tensors
+            u, p, a, b, alphas, logz = ctx.saved_tensors
             mode = None if not ctx.needs_input_grad[1] else ("sum" if ctx.p_shared else "full")
-            node, edge = _forward_backward(sr, u, p, a, b, alphas, free, edges=mode, grad=grad)
+            node, edge = _forward_backward(sr, u, p, a, b, alphas, logz, edges=mode, grad=grad)
             if mode == "sum":
                 return node * grad[:, None, None], edge, node[:, 0] * grad[:, None], node[:, -1] * grad[:, None], None
         g = grad[:, None, None]
@@ -435,9 +436,11 @@ def chain_marginals(unary, pairwise, beta=1.0, initial=None, final=None, lengths
             _, path = _viterbi(u, p, a, b)
             node, edge = _path_indicators(path, K, u.dtype, edges)
         else:
+            u, p, a, b = _to_log(sr, u, p, a, b)
             alphas = _scan(sr, u, p, a)
-            free = _check_free(sr.sum(alphas[:, -1] + b, -1), (B,))
-            node, edge = _forward_backward(sr, u, p, a, b, alphas, free, "full" if edges else None)
+            logz = sr.log_sum(alphas[:, -1] + b, -1)
+            _check_free(sr.from_log(logz), (B,))
+            node, edge = _forward_backward(sr, u, p, a, b, alphas, logz, "full" if edges else None)
     pad = _pad_mask(n, B, T, u.device)
     if pad is not None:
         node = node.masked_fill(pad.unsqueeze(-1), 0.0)
@@ -488,15 +491,16 @@ def sample_chain(
             _, path = _viterbi(u, p, a, b)
             y = path.expand(S, B, T).clone()
         else:
+            u, p, a, b = _to_log(sr, u, p, a, b)
             alphas = _scan(sr, u, p, a)
-            _check_free(sr.sum(alphas[:, -1] + b, -1), (B,))
+            _check_free(sr.from_log(sr.log_sum(alphas[:, -1] + b, -1)), (B,))
             y = u.new_empty(S, B, T, dtype=torch.long)
-            y[:, :, -1] = _gumbel_argmax((-sr.beta * (alphas[:, -1] + b)).expand(S, B, K), generator)
+            y[:, :, -1] = _gumbel_argmax((alphas[:, -1] + b).expand(S, B, K), generator)
             rows = torch.arange(B, device=u.device)
             for t in range(T - 2, -1, -1):
                 pt = _step(p, t).transpose(-1, -2)  # [.., next, prev]
                 col = pt[y[:, :, t + 1]] if pt.dim() == 2 else pt[rows, y[:, :, t + 1]]  # [S, B, K]
-                y[:, :, t] = _gumbel_argmax(-sr.beta * (alphas[:, t] + col), generator)
+                y[:, :, t] = _gumbel_argmax(alphas[:, t] + col, generator)
     pad = _pad_mask(n, B, T, u.device)
     if pad is not None:
         y = y.masked_fill(pad, -1)
