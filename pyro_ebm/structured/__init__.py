@@ -10,6 +10,7 @@
 from .semiring import Semiring
 from .chain import chain_energy, chain_free_energy, chain_marginals, kbest, pad_sequences, sample_chain, viterbi
 from .dtw import dtw, soft_dtw, squared_distances
+from .distribution import LinearChainGibbs
 
 __all__ = [
     "Semiring",
@@ -20,6 +21,7 @@ __all__ = [
     "sample_chain",
     "kbest",
     "pad_sequences",
+    "LinearChainGibbs",
     "dtw",
     "soft_dtw",
     "squared_distances",
