@@ -13,7 +13,9 @@ distance (the Viterbi alignment). Both come from one recursion written against
 .. math:: R_{ij} = c_{ij} + \textstyle\bigoplus_\beta (R_{i-1,j},\ R_{i,j-1},\ R_{i-1,j-1}),
 
 run one anti-diagonal ``i + j = d`` at a time (every cell of an anti-diagonal depends only on the two
-before it), so the loop has ``N + M - 1`` vectorised steps over the whole batch. The gradient with respect
+before it), so the loop has ``N + M - 1`` vectorised steps over the whole batch. The accumulated values
+live on a skewed grid where each anti-diagonal is contiguous; the costs are read in place (an
+anti-diagonal of a row-major matrix is a strided view). The gradient with respect
 to ``cost`` is the expected alignment matrix (at ``beta = inf``: the optimal path), computed by the backward
 recursion over the same anti-diagonals.
 """
@@ -58,101 +60,93 @@ def _rows(d: int, N: int, M: int):
     return max(0, d - M + 1), min(N, d + 1)
 
 
-def _skew(c: torch.Tensor) -> torch.Tensor:
-    """``[B, N, M]`` -> ``[B, N + M - 1, N]`` with ``out[b, d, i] = c[b, i, d - i]`` (``+inf`` off the grid)."""
-    B, N, M = c.shape
-    d = torch.arange(N + M - 1, device=c.device)
-    i = torch.arange(N, device=c.device)
-    j = d.unsqueeze(0) - i.unsqueeze(1)  # [N, D]
-    valid = (j >= 0) & (j < M)
-    out = c.gather(2, j.clamp(0, M - 1).expand(B, N, N + M - 1))
-    return torch.where(valid, out, torch.full((), math.inf, dtype=c.dtype, device=c.device)).transpose(1, 2)
+def _diagonal(c: torch.Tensor, d: int, lo: int, hi: int) -> torch.Tensor:
+    """View ``[B, hi - lo]`` of ``c[b, i, d - i]`` for ``i`` in ``[lo, hi)`` (``c`` contiguous ``[B, N, M]``):
+    an anti-diagonal is a stride of ``M - 1`` through row-major storage."""
+    B, _, M = c.shape
+    return c.as_strided((B, hi - lo), (c.stride(0), M - 1), c.storage_offset() + lo * M + (d - lo))
 
 
 def _unskew(s: torch.Tensor, M: int) -> torch.Tensor:
-    """Inverse of :func:`_skew` on ``[B, N + M - 1, N]``: ``out[b, i, j] = s[b, i + j, i]``."""
+    """``[B, N + M - 1, N]`` on the skewed grid -> ``[B, N, M]``: ``out[b, i, j] = s[b, i + j, i]``."""
     B, D, N = s.shape
     idx = (torch.arange(N, device=s.device).unsqueeze(1) + torch.arange(M, device=s.device)).expand(B, N, M)
     return s.transpose(1, 2).gather(2, idx)
 
 
-def _forward(sr: Semiring, cs: torch.Tensor, N: int, M: int):
-    """Accumulated log-weights ``-beta R`` on the skewed grid, ``[B, D + 2, N + 1]``, with entry ``[b, d + 2,
-    i + 1]`` for cell ``(i, d - i)`` (two leading diagonals and a leading row hold the boundary), and for
-    ``beta = inf`` the chosen predecessor of each cell (0: ``(i-1, j)``, 1: ``(i, j-1)``, 2: ``(i-1, j-1)``).
-    ``cs`` holds the skewed costs in log-weight units."""
-    B, D, _ = cs.shape
-    R = cs.new_full((B, D + 2, N + 1), -math.inf)
+def _forward(sr: Semiring, cost: torch.Tensor):
+    """The recursion, one anti-diagonal at a time, on a skewed grid (anti-diagonals contiguous).
+
+    Returns, in log-weight units: ``R [B, D + 2, N + 1]`` (``D = N + M - 1``) with ``R[b, d + 2, i + 1] =
+    -beta R`` of cell ``(i, d - i)`` (two leading diagonals and a leading row hold the boundary: 0 at
+    ``(-1, -1)``, ``-inf`` elsewhere); ``S [B, D + 2, N + 1]`` with ``S[b, d, i]`` the semiring sum of the
+    three predecessors of cell ``(i, d - i)`` (``-inf`` where there is no cell); and at ``beta = inf`` the
+    chosen predecessor ``choice[b, d, i]`` (0: ``(i-1, j)``, 1: ``(i, j-1)``, 2: ``(i-1, j-1)``, 3: none)."""
+    B, N, M = cost.shape
+    D = N + M - 1
+    R = cost.new_full((B, D + 2, N + 1), -math.inf)
     R[:, 0, 0] = 0.0  # the empty alignment ends at (-1, -1)
-    choice = cs.new_zeros((B, D, N), dtype=torch.uint8) if sr.tropical else None
+    S = cost.new_full((B, D + 2, N + 1), -math.inf)
+    choice = cost.new_full((B, D + 2, N + 1), 3, dtype=torch.uint8) if sr.tropical else None
     for d in range(D):
         lo, hi = _rows(d, N, M)
         up, left, diag = R[:, d + 1, lo:hi], R[:, d + 1, lo + 1 : hi + 1], R[:, d, lo:hi]
+        s = S[:, d, lo:hi]
         if sr.tropical:
             best, k = torch.stack([up, left, diag]).max(0)
+            s.copy_(best)
             choice[:, d, lo:hi] = k
         else:
-            best = sr.log_plus(sr.log_plus(up, left), diag)
-        torch.add(cs[:, d, lo:hi], best, out=R[:, d + 2, lo + 1 : hi + 1])
-    return R, choice
+            sr.log_plus(sr.log_plus(up, left), diag, out=s)
+        sr.log_times(s, _diagonal(cost, d, lo, hi), out=R[:, d + 2, lo + 1 : hi + 1])
+    return R, S, choice
 
 
-def _alignment(sr: Semiring, R, cs, choice, seed, N: int, M: int) -> torch.Tensor:
-    """Backward recursion: ``E[b, d, i] = dF/dcost`` at cell ``(i, d - i)`` given ``dF/dR`` at the end cells
-    (``seed``, skewed ``[B, D, N]``). Returns skewed ``[B, D, N]``."""
-    B, D, _ = cs.shape
-    pad = (0, 1, 0, 2)  # one more row, two more diagonals of "no successor"
-    if sr.tropical:
-        ch = torch.nn.functional.pad(choice, pad, value=3)
-        w_down = (ch[:, 1 : D + 1, 1 : N + 1] == 0).to(cs.dtype)  # (i+1, j) came from (i, j)
-        w_right = (ch[:, 1 : D + 1, 0:N] == 1).to(cs.dtype)  # (i, j+1) came from (i, j)
-        w_diag = (ch[:, 2 : D + 2, 1 : N + 1] == 2).to(cs.dtype)  # (i+1, j+1) came from (i, j)
-    else:
-        # P(the predecessor of a successor is this cell) = exp(r - (r_succ - c_succ)) in log-weight units.
-        # Unreachable cells (-inf) become a large negative number so that no inf - inf appears: their
-        # weights towards reachable successors underflow to 0, and reachable cells' weights towards
-        # unreachable successors are capped at 1 and multiply an alignment probability of exactly 0.
-        big = torch.finfo(cs.dtype).max / 8
-        r = torch.nan_to_num(R[:, 2:, 1:], neginf=-big)
-        s = torch.nn.functional.pad(r - torch.nan_to_num(cs, neginf=-big), pad, value=0.0)
-    E = torch.nn.functional.pad(seed, pad, value=0.0)
+def _alignment(sr: Semiring, R, S, choice, E, N: int, M: int) -> torch.Tensor:
+    """Backward recursion for ``dF/dcost`` on the skewed grid: ``E [B, D + 2, N + 1]`` holds ``dF/dR`` at
+    the end cells on entry (zeros elsewhere) and is filled in place; returns ``[B, N, M]``.
+
+    The weight from a cell to a successor is the probability that the successor's path comes from the cell:
+    ``exp(r_cell - s_succ) <= 1`` at finite beta (``s_succ`` is a log-sum-exp that includes ``r_cell``), the
+    indicator of the chosen predecessor at ``beta = inf``. A successor that no alignment reaches (``s =
+    -inf``, or ``-inf - -inf``) has ``E = 0``; its weight is set to 0 so that no ``inf * 0`` appears."""
+    D = N + M - 1
     for d in range(D - 1, -1, -1):
         lo, hi = _rows(d, N, M)
         e = E[:, d, lo:hi]
+        succ = ((d + 1, lo + 1, 0), (d + 1, lo, 1), (d + 2, lo + 1, 2))  # (i+1, j), (i, j+1), (i+1, j+1)
         if sr.tropical:
-            e.addcmul_(E[:, d + 1, lo + 1 : hi + 1], w_down[:, d, lo:hi])
-            e.addcmul_(E[:, d + 1, lo:hi], w_right[:, d, lo:hi])
-            e.addcmul_(E[:, d + 2, lo + 1 : hi + 1], w_diag[:, d, lo:hi])
+            for dd, ll, code in succ:
+                e.addcmul_(E[:, dd, ll : ll + hi - lo], (choice[:, dd, ll : ll + hi - lo] == code).to(E.dtype))
         else:
-            rd = r[:, d, lo:hi]
-            e.addcmul_(E[:, d + 1, lo + 1 : hi + 1], (rd - s[:, d + 1, lo + 1 : hi + 1]).clamp_max_(0.0).exp_())
-            e.addcmul_(E[:, d + 1, lo:hi], (rd - s[:, d + 1, lo:hi]).clamp_max_(0.0).exp_())
-            e.addcmul_(E[:, d + 2, lo + 1 : hi + 1], (rd - s[:, d + 2, lo + 1 : hi + 1]).clamp_max_(0.0).exp_())
-    return E[:, :D, :N]
+            r = R[:, d + 2, lo + 1 : hi + 1]
+            for dd, ll, _ in succ:
+                w = torch.sub(r, S[:, dd, ll : ll + hi - lo]).nan_to_num_(nan=-math.inf, posinf=-math.inf)
+                e.addcmul_(E[:, dd, ll : ll + hi - lo], w.exp_())
+    return _unskew(E[:, :D, :N], M)
+
+
+def _end_cells(E, n, m, value):
+    E[torch.arange(E.shape[0], device=E.device), n + m - 2, n - 1] = value
+    return E
 
 
 class _SoftDTW(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cost, beta, n, m):
         sr = Semiring(beta)
-        B, N, M = cost.shape
-        cs = sr.to_log(_skew(cost))
-        R, choice = _forward(sr, cs, N, M)
-        rows = torch.arange(B, device=cost.device)
-        value = sr.from_log(R[rows, n + m, n])  # cell (n-1, m-1) sits at diagonal n+m-2, row n-1
-        ctx.save_for_backward(R, cs, n, m, *(() if choice is None else (choice,)))
-        ctx.sr, ctx.shape = sr, (N, M)
-        return value
+        R, S, choice = _forward(sr, cost)
+        ctx.save_for_backward(R, S, n, m, *(() if choice is None else (choice,)))
+        ctx.sr, ctx.shape = sr, cost.shape[1:]
+        rows = torch.arange(cost.shape[0], device=cost.device)
+        return sr.from_log(R[rows, n + m, n])  # cell (n-1, m-1) sits at diagonal n+m-2, row n-1
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        R, cs, n, m, *rest = ctx.saved_tensors
-        N, M = ctx.shape
-        seed = torch.zeros_like(cs)
-        seed[torch.arange(cs.shape[0], device=cs.device), n + m - 2, n - 1] = grad
-        E = _alignment(ctx.sr, R, cs, rest[0] if rest else None, seed, N, M)
-        return _unskew(E, M), None, None, None
+        R, S, n, m, *rest = ctx.saved_tensors
+        E = _end_cells(torch.zeros_like(R), n, m, grad)
+        return _alignment(ctx.sr, R, S, rest[0] if rest else None, E, *ctx.shape), None, None, None
 
 
 def _prepare(cost, lengths, band):
@@ -166,7 +160,8 @@ def _prepare(cost, lengths, band):
     if cost.dim() < 2 or cost.shape[-1] == 0 or cost.shape[-2] == 0:
         raise ValueError(f"cost must have shape batch + (N, M) with N, M >= 1 (no empty sequences), got {tuple(cost.shape)}")
     batch_shape, (N, M) = cost.shape[:-2], cost.shape[-2:]
-    check_finite(cost.detach(), "cost")
+    if not bool(torch.isfinite(cost.detach()).all()):
+        check_finite(cost.detach(), "cost")  # raises, saying where
     B = int(math.prod(batch_shape))
     c = cost.reshape(B, N, M)
     if lengths is None:
@@ -195,7 +190,7 @@ def _prepare(cost, lengths, band):
         keep = inside if keep is None else keep & inside
     if keep is not None:
         c = torch.where(keep, c, torch.full((), math.inf, dtype=c.dtype, device=c.device))
-    return c, n, m, batch_shape
+    return c.contiguous(), n, m, batch_shape
 
 
 def soft_dtw(cost: torch.Tensor, beta=1.0, *, lengths=None, band=None) -> torch.Tensor:
@@ -255,9 +250,6 @@ def dtw(cost: torch.Tensor, *, lengths=None, band=None, return_path: bool = Fals
     sr = Semiring(math.inf)
     B, N, M = c.shape
     with torch.no_grad():
-        cs = sr.to_log(_skew(c.detach()))
-        R, choice = _forward(sr, cs, N, M)
-        seed = torch.zeros_like(cs)
-        seed[torch.arange(B, device=c.device), n + m - 2, n - 1] = 1.0
-        path = _unskew(_alignment(sr, R, cs, choice, seed, N, M), M) > 0.5
+        R, S, choice = _forward(sr, c.detach())
+        path = _alignment(sr, R, S, choice, _end_cells(torch.zeros_like(R), n, m, 1.0), N, M) > 0.5
     return value.reshape(batch_shape), path.reshape(tuple(batch_shape) + (N, M))

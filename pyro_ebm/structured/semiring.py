@@ -73,9 +73,13 @@ class Semiring:
         """Semiring sum in log-weight units over ``dim``: ``logsumexp`` (``amax`` at ``beta = inf``)."""
         return s.amax(dim) if self.tropical else torch.logsumexp(s, dim)
 
-    def log_plus(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def log_plus(self, a: torch.Tensor, b: torch.Tensor, out=None) -> torch.Tensor:
         """Elementwise semiring sum in log-weight units: ``logaddexp`` (``maximum`` at ``beta = inf``)."""
-        return torch.maximum(a, b) if self.tropical else torch.logaddexp(a, b)
+        return torch.maximum(a, b, out=out) if self.tropical else torch.logaddexp(a, b, out=out)
+
+    def log_times(self, s: torch.Tensor, x: torch.Tensor, out=None) -> torch.Tensor:
+        """Log-weights ``s`` times (in the semiring) energies ``x``: ``s + to_log(x)``, one fused kernel."""
+        return torch.add(s, x, alpha=-1.0 if self.tropical else -self.beta, out=out)
 
     def sum(self, x: torch.Tensor, dim) -> torch.Tensor:
         r"""The semiring sum (soft-min) of energies ``x`` over ``dim``: :math:`-\frac1\beta \log\sum e^{-\beta x}`."""
