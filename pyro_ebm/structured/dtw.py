@@ -87,18 +87,19 @@ def _forward(sr: Semiring, cost: torch.Tensor):
     R = cost.new_full((B, D + 2, N + 1), -math.inf)
     R[:, 0, 0] = 0.0  # the empty alignment ends at (-1, -1)
     S = cost.new_full((B, D + 2, N + 1), -math.inf)
-    choice = cost.new_full((B, D + 2, N + 1), 3, dtype=torch.uint8) if sr.tropical else None
     for d in range(D):
         lo, hi = _rows(d, N, M)
         up, left, diag = R[:, d + 1, lo:hi], R[:, d + 1, lo + 1 : hi + 1], R[:, d, lo:hi]
-        s = S[:, d, lo:hi]
-        if sr.tropical:
-            best, k = torch.stack([up, left, diag]).max(0)
-            s.copy_(best)
-            choice[:, d, lo:hi] = k
-        else:
-            sr.log_plus(sr.log_plus(up, left), diag, out=s)
+        s = sr.log_plus(sr.log_plus(up, left), diag, out=S[:, d, lo:hi])
         sr.log_times(s, _diagonal(cost, d, lo, hi), out=R[:, d + 2, lo + 1 : hi + 1])
+    choice = None
+    if sr.tropical:  # the max is exactly one of the three: the first equal one is the chosen predecessor
+        s, code = S[:, :D, :N], torch.full((), 3, dtype=torch.uint8, device=S.device)
+        choice = torch.full_like(S, 3, dtype=torch.uint8)
+        ok = s > -math.inf
+        for k, pred in reversed(list(enumerate((R[:, 1 : D + 1, 0:N], R[:, 1 : D + 1, 1 : N + 1], R[:, 0:D, 0:N])))):
+            code = torch.where(ok & (pred == s), torch.full_like(code, k), code)
+        choice[:, :D, :N] = code
     return R, S, choice
 
 
@@ -111,13 +112,16 @@ def _alignment(sr: Semiring, R, S, choice, E, N: int, M: int) -> torch.Tensor:
     indicator of the chosen predecessor at ``beta = inf``. A successor that no alignment reaches (``s =
     -inf``, or ``-inf - -inf``) has ``E = 0``; its weight is set to 0 so that no ``inf * 0`` appears."""
     D = N + M - 1
+    if sr.tropical:  # w[k][b, d, i]: does successor k of cell (i, d - i) come from it?
+        w = [(choice[:, 1 : D + 1, 1 : N + 1] == 0), (choice[:, 1 : D + 1, 0:N] == 1), (choice[:, 2 : D + 2, 1 : N + 1] == 2)]
+        w = [t.to(E.dtype) for t in w]
     for d in range(D - 1, -1, -1):
         lo, hi = _rows(d, N, M)
         e = E[:, d, lo:hi]
         succ = ((d + 1, lo + 1, 0), (d + 1, lo, 1), (d + 2, lo + 1, 2))  # (i+1, j), (i, j+1), (i+1, j+1)
         if sr.tropical:
-            for dd, ll, code in succ:
-                e.addcmul_(E[:, dd, ll : ll + hi - lo], (choice[:, dd, ll : ll + hi - lo] == code).to(E.dtype))
+            for dd, ll, k in succ:
+                e.addcmul_(E[:, dd, ll : ll + hi - lo], w[k][:, d, lo:hi])
         else:
             r = R[:, d + 2, lo + 1 : hi + 1]
             for dd, ll, _ in succ:
