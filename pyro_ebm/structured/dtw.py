@@ -28,7 +28,7 @@ import numbers
 import torch
 from torch.autograd.function import once_differentiable
 
-from .._validation import check_beta, check_finite
+from .._validation import check_finite
 from .chain import _check_lengths
 from .semiring import Semiring
 
@@ -219,9 +219,9 @@ def soft_dtw(cost: torch.Tensor, beta=1.0, *, lengths=None, band=None) -> torch.
         >>> torch.allclose(soft_dtw(cost, beta=2.0), -torch.log(1 + 2 * torch.exp(torch.tensor(-2.0))) / 2)
         True
     """
-    check_beta(beta, allow_inf=True)
+    sr = Semiring(beta)  # validates beta
     c, n, m, batch_shape = _prepare(cost, lengths, band)
-    value = _SoftDTW.apply(c, float(beta), n, m)
+    value = _SoftDTW.apply(c, sr.beta, n, m)
     return value.reshape(batch_shape)
 
 
