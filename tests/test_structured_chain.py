@@ -150,6 +150,24 @@ def test_gradient_is_marginals_and_passes_finite_differences():
     assert torch.allclose(gu, node) and torch.allclose(gp, edge.sum((0, 1)))
 
 
+def test_gradient_equals_autograd_through_a_plain_recursion():
+    """The custom backward sweep against autograd through an independent textbook forward recursion."""
+    unary, pairwise, initial, final = random_chain(B=3, T=6, K=4, per_time=True, seed=8)
+    beta = 1.7
+
+    def plain(u, p, a, b):
+        msg = -beta * (a + u[:, 0])
+        for t in range(1, u.shape[1]):
+            msg = torch.logsumexp(msg[:, :, None] - beta * p[:, t - 1], 1) - beta * u[:, t]
+        return -torch.logsumexp(msg - beta * b, 1) / beta
+
+    args = [t.clone().requires_grad_(True) for t in (unary, pairwise, initial, final)]
+    ref = torch.autograd.grad(plain(*args).sum(), args)
+    ours = torch.autograd.grad(chain_free_energy(args[0], args[1], beta, args[2], args[3]).sum(), args)
+    for r, o in zip(ref, ours):
+        assert torch.allclose(r, o, atol=1e-12)
+
+
 def test_gradient_at_zero_temperature_is_the_viterbi_path():
     unary, pairwise, initial, final = random_chain(B=3, T=6, K=4, seed=2)
     unary.requires_grad_(True)
@@ -218,6 +236,8 @@ def test_samples_follow_the_gibbs_distribution():
     assert torch.equal(y, sample_chain(unary, pairwise, beta, initial, final, sample_shape=(20000,), generator=g2))
     z = sample_chain(unary, pairwise, INF, initial, final, sample_shape=(4,))
     assert torch.equal(z, viterbi(unary, pairwise, initial, final)[1].expand(4, 2, 3))
+    assert torch.equal(sample_chain(unary, pairwise, beta, sample_shape=(7,), generator=3),
+                       sample_chain(unary, pairwise, beta, sample_shape=(7,), generator=3))
     n = sample_chain(unary, pairwise, beta, lengths=torch.tensor([3, 1]), sample_shape=(5,))
     assert (n[:, 1, 1:] == -1).all() and (n[:, 0] >= 0).all()
 

@@ -468,7 +468,7 @@ def sample_chain(
     marginal, then each :math:`y_t` given :math:`y_{t+1}`. At ``beta = inf`` every draw is the Viterbi path.
 
     :param sample_shape: leading shape of the draws.
-    :param generator: optional ``torch.Generator`` for reproducible draws.
+    :param generator: optional ``torch.Generator`` or integer seed for reproducible draws.
     :returns: integer labellings ``sample_shape + batch + (T,)`` (``-1`` at padded positions).
 
     Example::
@@ -483,6 +483,10 @@ def sample_chain(
     check_beta(beta, allow_inf=True)
     sr = Semiring(beta)
     sample_shape = torch.Size(sample_shape)
+    if isinstance(generator, int) and not isinstance(generator, bool):
+        generator = torch.Generator(device=unary.device).manual_seed(generator)
+    elif generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, an integer seed or None, got {type(generator).__name__}")
     u, p, a, b, n, batch_shape = _prepare(unary, pairwise, initial, final, lengths)
     B, T, K = u.shape
     S = int(math.prod(sample_shape))
