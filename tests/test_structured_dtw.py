@@ -120,6 +120,9 @@ def test_lengths_equal_the_cropped_problem():
         for b in range(3):
             crop = cost[b, : n[b], : m[b]]
             assert v[b].item() == pytest.approx(soft_dtw(crop, beta).item(), abs=1e-12)
+    nan_padded = cost.clone()
+    nan_padded[1, 2:] = math.nan
+    assert torch.allclose(soft_dtw(nan_padded, 0.8, lengths=(n, m)), soft_dtw(cost, 0.8, lengths=(n, m)))
     c = cost.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(soft_dtw(c, 0.8, lengths=(n, m)).sum(), c)
     assert grad[1, 2:].abs().max() == 0 and grad[1, :, 5:].abs().max() == 0

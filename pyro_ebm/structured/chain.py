@@ -95,6 +95,13 @@ def _check_lengths(lengths, batch_shape, full: int, name: str = "lengths", devic
     return lengths.to(device=device, dtype=torch.long)
 
 
+def _check_energies(x: torch.Tensor, name: str, allow_pos_inf: bool = False) -> None:
+    """``check_finite`` behind a two-reduction fast path (``min`` propagates NaN)."""
+    x = x.detach()
+    if x.numel() and not (bool(x.min() > -math.inf) and (allow_pos_inf or bool(x.max() < math.inf))):
+        check_finite(x, name, allow_pos_inf=allow_pos_inf)
+
+
 def _prepare(unary, pairwise, initial=None, final=None, lengths=None):
     """Validate and flatten: returns ``(u [B,T,K], p [K,K] or [B,T-1,K,K], a [B,K], b [B,K], lengths [B] or
     None, batch_shape)`` with padded steps already turned into identity transitions."""
@@ -110,7 +117,6 @@ def _prepare(unary, pairwise, initial=None, final=None, lengths=None):
     batch_shape, (T, K) = unary.shape[:-2], unary.shape[-2:]
     if T == 0 or K == 0:
         raise ValueError(f"unary must have T >= 1 time steps and K >= 1 labels, got shape {tuple(unary.shape)}")
-    check_finite(unary.detach(), "unary")
     if not isinstance(pairwise, torch.Tensor) or not pairwise.is_floating_point():
         raise TypeError("pairwise must be a floating-point tensor [K, K] or batch + (T-1, K, K)")
     tensors = [t for t in (pairwise, initial, final) if t is not None]
@@ -135,7 +141,7 @@ def _prepare(unary, pairwise, initial=None, final=None, lengths=None):
                 f"pairwise must have shape [K, K] = [{K}, {K}] or batch + (T-1, K, K) = {want}, got "
                 f"{tuple(pairwise.shape)}"
             ) from None
-    check_finite(p.detach(), "pairwise", allow_pos_inf=True)
+    _check_energies(p, "pairwise", allow_pos_inf=True)
     ends = []
     for name, t in (("initial", initial), ("final", final)):
         if t is None:
@@ -145,7 +151,7 @@ def _prepare(unary, pairwise, initial=None, final=None, lengths=None):
             e = t.to(dtype).expand(tuple(batch_shape) + (K,)).reshape(B, K)
         except RuntimeError:
             raise ValueError(f"{name} must have shape [K] = [{K}] or batch + (K,), got {tuple(t.shape)}") from None
-        check_finite(e.detach(), name, allow_pos_inf=True)
+        _check_energies(e, name, allow_pos_inf=True)
         ends.append(e)
     n = _check_lengths(lengths, batch_shape, T, device=u.device)
     if n is not None:
@@ -154,6 +160,7 @@ def _prepare(unary, pairwise, initial=None, final=None, lengths=None):
             u, p = _pad_identity(u, p, n)
         else:
             n = None
+    _check_energies(u, "unary")  # after padding: the padding's content is never looked at
     return u, p, ends[0], ends[1], n, batch_shape
 
 

@@ -28,8 +28,7 @@ import numbers
 import torch
 from torch.autograd.function import once_differentiable
 
-from .._validation import check_finite
-from .chain import _check_lengths
+from .chain import _check_energies, _check_lengths
 from .semiring import Semiring
 
 __all__ = ["dtw", "soft_dtw", "squared_distances"]
@@ -164,8 +163,6 @@ def _prepare(cost, lengths, band):
     if cost.dim() < 2 or cost.shape[-1] == 0 or cost.shape[-2] == 0:
         raise ValueError(f"cost must have shape batch + (N, M) with N, M >= 1 (no empty sequences), got {tuple(cost.shape)}")
     batch_shape, (N, M) = cost.shape[:-2], cost.shape[-2:]
-    if not bool(torch.isfinite(cost.detach()).all()):
-        check_finite(cost.detach(), "cost")  # raises, saying where
     B = int(math.prod(batch_shape))
     c = cost.reshape(B, N, M)
     if lengths is None:
@@ -192,7 +189,10 @@ def _prepare(cost, lengths, band):
         ii = torch.arange(N, device=c.device)[:, None]
         inside = (ii - torch.arange(M, device=c.device)).abs() <= band
         keep = inside if keep is None else keep & inside
-    if keep is not None:
+    if keep is None:
+        _check_energies(c, "cost")
+    else:  # padding and cells outside the band are never looked at
+        _check_energies(torch.where(keep, c, torch.zeros((), dtype=c.dtype, device=c.device)), "cost")
         c = torch.where(keep, c, torch.full((), math.inf, dtype=c.dtype, device=c.device))
     return c.contiguous(), n, m, batch_shape
 
