@@ -151,7 +151,7 @@ def make_figure(path, test_x, test_y, models, accuracies):
     for c in range(2):
         i = int((test_y == c).nonzero()[0, 0])
         n = int(lengths_of(test_x[i : i + 1]))
-        ax.plot(test_x[i, :n, 0] + 4 * c, label=f"class {c}: phonemes {WORDS[c]}")
+        ax.plot((test_x[i, :n, 0] + 4 * c).numpy(), label=f"class {c}: phonemes {WORDS[c]}")
     ax.set_title("two test words (raw signal, offset)")
     ax.set_xlabel("time step")
     ax.legend(fontsize=7)
@@ -162,7 +162,7 @@ def make_figure(path, test_x, test_y, models, accuracies):
     y = torch.eye(N_CLASSES)[test_y[i : i + 1]]
     c = energy.cost(test_x[i : i + 1], y)[:, :n].detach().requires_grad_(True)
     (align,) = torch.autograd.grad(soft_dtw(c, 1.0).sum(), c)  # expected alignment = gradient of F
-    ax.imshow(align[0].T, aspect="auto", origin="lower", cmap="viridis")
+    ax.imshow(align[0].T.numpy(), aspect="auto", origin="lower", cmap="viridis")
     ax.set_title("NLL model: expected alignment P((t, j) on path)")
     ax.set_xlabel("time step of the word")
     ax.set_ylabel("template frame")
