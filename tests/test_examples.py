@@ -54,7 +54,9 @@ def test_energy_landscape_training_improves_the_density(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["stochastic_world", "collapse", "energy_landscape", "diagnose_negatives"])
+@pytest.mark.parametrize(
+    "name", ["stochastic_world", "collapse", "energy_landscape", "diagnose_negatives", "elastic_templates"]
+)
 def test_example_runs_as_a_script(name, tmp_path):
     out = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, f"{name}.py"), "--quick", "--out", str(tmp_path)],
@@ -62,6 +64,16 @@ def test_example_runs_as_a_script(name, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert os.path.exists(tmp_path / f"{name}.png")
+
+
+def test_elastic_templates_beat_nearest_raw_template(tmp_path):
+    """Trained features + elastic templates (LVQ2 and NLL) classify warped words far better than DTW on raw
+    signals against training exemplars (4 classes: chance is 0.25)."""
+    r = load("elastic_templates").main(["--quick", "--out", str(tmp_path)])
+    assert os.path.getsize(tmp_path / "elastic_templates.png") > 0
+    assert r["accuracy_baseline"] < 0.55
+    assert r["accuracy_lvq2"] > max(0.6, r["accuracy_baseline"] + 0.15)
+    assert r["accuracy_nll"] > max(0.6, r["accuracy_baseline"] + 0.15)
 
 
 def test_diagnose_negatives_flags_plain_hmc_and_passes_tempering_rhat(tmp_path):
