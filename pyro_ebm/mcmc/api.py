@@ -118,8 +118,9 @@ def sample(
     :param num_warmup: adaptation (HMC/MALA) or burn-in (ULA/Gibbs) iterations, discarded.
     :param num_samples: draws kept per chain (>= 1).
     :param kernel: ``"hmc"`` (default: per-chain dual-averaging step size, diagonal mass matrix adapted
-        across chains in Stan's windows, trajectory length by ChEES with a ``sqrt(T)`` cost penalty and
-        jitter; see :func:`pyro_ebm.mcmc.adaptation.chees_update`), ``"mala"``, ``"ula"``
+        across chains, trajectory length by ChEES with a ``sqrt(T)`` cost penalty and jitter; the warmup
+        schedule of :func:`pyro_ebm.mcmc.warmup.warmup_schedule` tunes them at any ``num_warmup`` from 20
+        on and warns with :class:`~pyro_ebm.mcmc.TuningWarning` when it could not), ``"mala"``, ``"ula"``
         (unadjusted Langevin, see :mod:`pyro_ebm.mcmc.langevin` for its bias) or ``"gibbs"``
         (binary units, see :mod:`pyro_ebm.mcmc.gibbs_binary`).
     :param beta: target inverse temperature (``log p = -beta F``).
