@@ -522,15 +522,16 @@ class PyroNUTSNegatives(Negatives):
         q0 = _init_noise(self.init, M, E.event_shape, self.init_scale, gen, dtype, device)
         with torch.no_grad():
             F0 = E(q0)
-        check_energy_output(F0, (M,), name=E._label())
-        bad = ~torch.isfinite(F0)
-        if bool(bad.any()):
+        bad = ~torch.isfinite(F0) if isinstance(F0, torch.Tensor) and tuple(F0.shape) == (M,) else None
+        if bad is not None and bool(bad.any()):
             i = int(bad.nonzero()[0])
+            point = "[" + ", ".join(f"{v:.4g}" for v in q0[i].flatten().tolist()) + "]"
             raise ValueError(
                 f"the energy is {float(F0[i])} at {int(bad.sum())} of the {M} starting points of "
-                f"PyroNUTSNegatives (first: particle {i}, y = {q0[i].tolist()}); NUTS cannot start where the "
+                f"PyroNUTSNegatives (first: particle {i}, y = {point}); NUTS cannot start where the "
                 "energy is NaN or infinite: give an init (or a smaller init_scale) that starts where it is finite"
             )
+        check_energy_output(F0, (M,), name=E._label())
         beta = self.beta
 
         def model():
