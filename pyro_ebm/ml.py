@@ -395,7 +395,7 @@ def make_negatives(sampler: str = "persistent", **options) -> Negatives:
                       ``num_warmup=50``, ``init_scale=2``
     ``"tempering"``   the same with parallel tempering, ``tempering=4`` replicas (ladder down to
                       ``tempering_min_ratio=0.1``)
-    ``"nuts"``        :class:`PyroNUTSNegatives` (stock Pyro NUTS via ``RecordingNUTS``): ``num_warmup=30``,
+    ``"nuts"``        :class:`~pyro_ebm.negatives.PyroNUTSNegatives` (stock Pyro NUTS via ``RecordingNUTS``): ``num_warmup=30``,
                       ``num_samples=8``, ``init_scale=2`` -- slow, a reference
     ``"ula"``         :class:`~pyro_ebm.negatives.PersistentNegatives` with unadjusted Langevin:
                       ``steps=20``, ``step_size=0.01``
