@@ -11,7 +11,7 @@ import torch
 from pyro_ebm import Energy, losses
 from pyro_ebm.diagnostics import NegativesWarning
 from pyro_ebm.ml import DIAGNOSTIC_KEYS, PyroNUTSNegatives, SamplerDiagnostics, make_negatives, ml_fit
-from pyro_ebm.negatives import ContrastiveDivergence, MCMCNegatives, PersistentNegatives
+from pyro_ebm.negatives import ContrastiveDivergence, MCMCNegatives, Negatives, PersistentNegatives
 from pyro_ebm.train import fit
 
 
@@ -241,3 +241,22 @@ def test_gibbs_negatives_can_be_probed_before_their_first_call():
         gap = float(energy(s.draws.reshape(-1, 4)).double().mean() - energy(data).double().mean())
     assert r["diag_energy_gap"] == pytest.approx(gap, rel=1e-5, abs=1e-6)
     assert neg.buffer is None
+
+
+def test_a_generator_of_ones_own_is_probed_through_its_last_samples(data):
+    """A Negatives subclass without a probe of its own that keeps >= 4 draws of >= 2 chains in last_samples
+    is probed through them (no extra sampling), as before generators probed themselves."""
+    from pyro_ebm.mcmc import sample
+
+    class Kept(Negatives):
+        def __call__(self, energy, y, x=None):
+            self.last_samples = sample(energy, y[:4].clone(), 10, 8, seed=0, progress=False)
+            return self.last_samples.draws[:, -1][None].expand(1, *y.shape).clone()
+
+    energy = Bowl()
+    neg = Kept()
+    with pytest.raises(TypeError, match="cannot probe a Kept"):
+        SamplerDiagnostics(energy, neg, data, every=1, warn=False)(1, None)
+    neg(energy, data[:4])
+    diag = SamplerDiagnostics(energy, neg, data, every=1, warn=False)
+    assert diag.probe() is neg.last_samples

@@ -139,8 +139,10 @@ class Negatives:
               dtype=None, device=None):
         """A short multi-chain run of this generator's own sampler on ``energy``, for R-hat and ESS.
 
-        Generators that run MCMC override this (:class:`~pyro_ebm.ml.SamplerDiagnostics` calls it); the
-        others have no chains to probe and raise ``TypeError``. A probe draws its random numbers from
+        Generators that run MCMC override this (:class:`~pyro_ebm.ml.SamplerDiagnostics` calls it). Here,
+        in the base class, a subclass that keeps its draws in ``last_samples`` (a
+        :class:`~pyro_ebm.mcmc.Samples` of ``>= 2`` chains and ``>= 4`` draws) gets those back; the other
+        generators have no chains to probe and raise ``TypeError``. A probe draws its random numbers from
         ``seed`` only: the generator's own state (RNG, buffer, last draws) is left as it is, so probing
         never changes the negatives of later calls.
 
@@ -153,6 +155,10 @@ class Negatives:
         :param dtype, device: of the chains (default: those of ``data``, else of the energy's parameters).
         :returns: :class:`~pyro_ebm.mcmc.Samples` with draws ``[num_chains, num_draws, *event]``.
         """
+        last = getattr(self, "last_samples", None)
+        if last is not None and isinstance(getattr(last, "draws", None), torch.Tensor) \
+                and last.num_draws >= 4 and last.num_chains >= 2:
+            return last
         raise TypeError(
             f"cannot probe a {type(self).__name__}: it runs no sampler (give SamplerDiagnostics a "
             "sampler=... instead)"
