@@ -40,20 +40,12 @@ from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequenc
 import numpy as np
 import torch
 
-from . import _arviz, losses, mcmc
-from ._validation import check_beta, check_positive_int
-from .diagnostics import NegativesWarning
+from . import losses, mcmc
+from ._validation import check_positive_int
+from .diagnostics import NegativesWarning, check_negatives, energy_gap, to_arviz
 from .energy import Energy, as_energy
 from .mcmc.samples import Samples
-from .negatives import (
-    ContrastiveDivergence,
-    MCMCNegatives,
-    Negatives,
-    PersistentNegatives,
-    _check_init,
-    _fixed_kernel_options,
-    _init_noise,
-)
+from .negatives import MCMCNegatives, Negatives, PersistentNegatives, PyroNUTSNegatives
 
 __all__ = [
     "SamplerDiagnostics",
@@ -80,118 +72,6 @@ Seed = Union[int, torch.Generator, None]
 
 
 # ------------------------------------------------------------------------------------------------------
-# stock Pyro NUTS as a negative generator
-
-
-class PyroNUTSNegatives(Negatives):
-    r"""Negatives drawn by stock ``pyro.infer.MCMC`` with :class:`~pyro_ebm.mcmc.RecordingNUTS`.
-
-    Each call puts all ``M = n_neg * batch`` negatives into *one* Pyro model,
-    ``y ~ GibbsBoltzmann(F, beta)`` with batch ``[M]`` made an event, so that a single NUTS chain moves
-    ``M`` independent copies of the 2-D (or ``D``-dimensional) target at once (Pyro's ``num_chains > 1``
-    would start processes). The chain starts from the base distribution, adapts for ``num_warmup``
-    iterations, draws ``num_samples`` and the last draw is returned.
-
-    :attr:`last_samples` holds the draws in the per-particle layout ``[M, num_samples, *event]``: the
-    ``M`` particles are independent chains of the same target, so R-hat and ESS across them are
-    meaningful. The joint transition's statistics are replicated over the particles, except
-    ``diverging``, which is put on particle 0 only (so that divergences are counted once).
-    :attr:`last_mcmc` is the ``pyro.infer.MCMC`` object of the last call.
-
-    This is the slow, reference path (Python overhead per leapfrog step); the batched samplers of
-    :mod:`pyro_ebm.mcmc` are much faster for training. Unconditional energies only.
-
-    :param n_neg: negatives per example.
-    :param num_warmup: NUTS warmup iterations per call.
-    :param num_samples: draws per call (``>= 4`` lets :class:`SamplerDiagnostics` use them directly).
-    :param beta: inverse temperature.
-    :param init: base distribution ``init(n, generator) -> [n, *event]`` (default ``init_scale * N(0, I)``).
-    :param init_scale: standard deviation of the default base distribution.
-    :param seed: int or ``torch.Generator``.
-    :param nuts_options: passed to :class:`~pyro_ebm.mcmc.RecordingNUTS` (``max_tree_depth``,
-        ``target_accept_prob``, ``step_size``, ...).
-    """
-
-    def __init__(
-        self,
-        n_neg: int = 1,
-        *,
-        num_warmup: int = 50,
-        num_samples: int = 10,
-        beta: float = 1.0,
-        init: Optional[Callable] = None,
-        init_scale: float = 1.0,
-        seed: Seed = None,
-        **nuts_options,
-    ):
-        super().__init__(seed)
-        self.n_neg = check_positive_int(n_neg, "n_neg")
-        self.num_warmup = check_positive_int(num_warmup, "num_warmup", minimum=0)
-        self.num_samples = check_positive_int(num_samples, "num_samples")
-        self.beta = check_beta(beta)
-        self.init_scale = _check_init(init, init_scale)
-        self.init = init
-        nuts_options.setdefault("max_tree_depth", 6)
-        self.nuts_options = nuts_options
-        self.last_samples: Optional[Samples] = None
-        self.last_mcmc = None
-
-    def __call__(self, energy, y, x=None):
-        import pyro
-        from pyro.infer import MCMC
-
-        from .gibbs import GibbsBoltzmann
-
-        if x is not None:
-            raise ValueError("PyroNUTSNegatives supports unconditional energies only (x must be None)")
-        E = energy if isinstance(energy, Energy) else as_energy(energy, event_shape=y.shape[1:])
-        event = tuple(E.event_shape)
-        batch = tuple(y.shape[: y.dim() - len(event)])
-        M = self.n_neg * int(math.prod(batch))
-        gen = self.rng(y.device)
-        q0 = _init_noise(self.init, M, event, self.init_scale, gen, y.dtype, y.device)
-        beta = self.beta
-
-        def model():
-            site = GibbsBoltzmann(E, beta=beta).expand([M]).to_event(1)
-            pyro.sample("y", site)
-
-        kernel = mcmc.RecordingNUTS(model, **self.nuts_options)
-        seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device).item())
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            run = MCMC(kernel, num_samples=self.num_samples, warmup_steps=self.num_warmup,
-                       initial_params={"y": q0}, disable_progbar=True)
-            run.run()
-        s = mcmc.from_pyro_mcmc(run)
-        draws = s.draws["y"][0].detach()  # [S, M, *event]
-        S = draws.shape[0]
-        per_particle = draws.movedim(0, 1)  # [M, S, *event]
-        stats = {}
-        for k, v in s.stats.items():
-            row = v[0]  # [S]
-            if k == "diverging":
-                full = torch.zeros((M, S), dtype=torch.bool, device=row.device)
-                full[0] = row
-            else:
-                full = row.unsqueeze(0).expand(M, S).clone()
-            stats[k] = full
-        self.last_mcmc = run
-        self.last_samples = Samples(draws=per_particle, stats=stats, kernel="RecordingNUTS", beta=beta,
-                                    info={"joint_chain": True})
-        self.diagnostics = {
-            "acceptance_rate": float(s.stats["acceptance_rate"].float().mean()),
-            "step_size": float(s.stats["step_size"].float().mean()),
-            "diverging": float(s.stats["diverging"].float().sum()),
-        }
-        out = per_particle[:, -1]
-        return out.reshape((self.n_neg,) + batch + event)
-
-    def __repr__(self) -> str:
-        return f"PyroNUTSNegatives(n_neg={self.n_neg}, num_warmup={self.num_warmup}, num_samples={self.num_samples})"
-
-
-# ------------------------------------------------------------------------------------------------------
 # the callback
 
 
@@ -202,19 +82,24 @@ class SamplerDiagnostics:
 
     * from ``sampler(energy, generator)`` if given (any function returning ``Samples`` with draws
       ``[chains, draws, *event]``);
-    * else from the generator's :attr:`last_samples` when it holds ``>= 4`` draws per chain and at least
-      two chains (e.g. :class:`PyroNUTSNegatives`);
-    * else by running a probe of the generator's own transition with :func:`pyro_ebm.mcmc.sample`:
+    * else from the generator's own :meth:`~pyro_ebm.negatives.Negatives.probe`, a short run of the
+      sampler that makes the negatives, with ``num_chains``, ``num_draws``, ``thin``, the data and the
+      callback's generator:
 
-      - :class:`~pyro_ebm.negatives.PersistentNegatives`: ``num_chains`` chains started at random replay
-        buffer entries (the states the negatives are currently drawn from), the same kernel, step size,
-        leapfrog steps and noise, no adaptation; ``num_draws`` draws, one every ``thin`` transitions
-        (default ``thin = negatives.steps``: one draw per training call);
+      - :class:`~pyro_ebm.negatives.PersistentNegatives`: chains started at random replay buffer entries
+        (the states the negatives are currently drawn from; before the first call, the generator's own
+        fresh states), the same kernel (``"gibbs"`` included), step size, leapfrog steps and noise, no
+        adaptation; one draw every ``thin`` transitions (default ``thin = negatives.steps``: one draw per
+        training call);
       - :class:`~pyro_ebm.negatives.MCMCNegatives` (batched HMC / MALA / ULA, with or without
-        ``tempering``): ``num_chains`` chains from the generator's base distribution, the same
-        ``num_warmup`` and options, then ``num_draws`` draws;
-      - :class:`~pyro_ebm.negatives.ContrastiveDivergence`: ``num_chains`` chains started at data points,
-        the same fixed-step kernel (this shows how far CD-k chains are from equilibrium).
+        ``tempering``): chains from the generator's base distribution, the same ``num_warmup`` and
+        options, then ``num_draws`` draws;
+      - :class:`~pyro_ebm.negatives.ContrastiveDivergence`: chains started at data points, the same
+        fixed-step kernel (this shows how far CD-k chains are from equilibrium);
+      - :class:`~pyro_ebm.negatives.PyroNUTSNegatives`: the draws of its last call (its particles are
+        the chains), or a fresh NUTS run before the first call;
+    * else from the generator's ``last_samples`` when it holds ``>= 4`` draws per chain and at least two
+      chains (a generator of your own).
 
     It records into the history record of that step (see :data:`DIAGNOSTIC_KEYS`):
 
@@ -228,7 +113,10 @@ class SamplerDiagnostics:
       data points (the sign of the history's ``gap``), with ``diag_energy_gap_se`` its standard error
       (ESS-based for the chains, :func:`pyro_ebm.diagnostics.energy_gap`).
 
-    R-hat and ESS are ArviZ's (``az.rhat``, ``az.ess(method="bulk")``) on the probe's draws. A
+    R-hat and ESS are those of :func:`~pyro_ebm.diagnostics.check_negatives` (ArviZ's ``az.rhat`` and
+    ``az.ess(method="bulk")``) on the probe's draws. The callback's random state and its reports are in
+    :meth:`state_dict`; :func:`ml_fit` puts them in ``fit``'s checkpoints, so a resumed run probes exactly
+    as the uninterrupted one. A
     :class:`~pyro_ebm.diagnostics.NegativesWarning` is emitted when a quantity named in ``check`` has
     R-hat ``> rhat_threshold`` or bulk ESS ``< min_ess`` (and, if ``max_divergences`` is set, when the
     probe had more divergences). On a multimodal target chains that stay in their own mode give a large
@@ -333,6 +221,7 @@ class SamplerDiagnostics:
             raise TypeError(f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}")
         self.seed = seed
         self._gen: Optional[torch.Generator] = None
+        self._pending_rng = None
         self.reports: List[dict] = []
         self.last_samples: Optional[Samples] = None
 
@@ -358,7 +247,28 @@ class SamplerDiagnostics:
         device = torch.device(device)
         if self._gen is None or self._gen.device.type != device.type:
             self._gen = mcmc.make_generator(self.seed, device)
+            if self._pending_rng is not None:  # restored by load_state_dict before the first probe
+                self._gen.set_state(self._pending_rng)
+                self._pending_rng = None
         return self._gen
+
+    def state_dict(self) -> dict:
+        """The callback's random state and its reports: what a resumed run needs to probe bit for bit."""
+        rng = self._gen.get_state() if self._gen is not None else self._pending_rng
+        return {"rng": rng, "reports": [dict(r, problems=list(r["problems"])) for r in self.reports]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`."""
+        if not isinstance(state, dict) or "reports" not in state:
+            raise ValueError("state must be a SamplerDiagnostics.state_dict()")
+        self.reports = [dict(r, problems=list(r["problems"])) for r in state["reports"]]
+        rng = state.get("rng")
+        if rng is None:
+            return
+        if self._gen is not None:
+            self._gen.set_state(rng)
+        else:
+            self._pending_rng = rng
 
     # -- the probe -----------------------------------------------------------------------------------
     def probe(self) -> Samples:
@@ -366,59 +276,23 @@ class SamplerDiagnostics:
         E = self._energy()
         dtype, device = self._ref()
         gen = self.generator(device)
-        C, S = self.num_chains, self.num_draws
         neg = self.negatives
         if self.sampler is not None:
             s = self.sampler(E, gen)
             if not isinstance(s, Samples):
                 raise TypeError(f"sampler must return pyro_ebm.mcmc.Samples, got {type(s).__name__}")
             return s
-        last = getattr(neg, "last_samples", None)
+        if callable(getattr(neg, "probe", None)):
+            return neg.probe(E, self.num_chains, self.num_draws, seed=gen, data=self.data, thin=self.thin,
+                             dtype=dtype, device=device)
+        last = getattr(neg, "last_samples", None)  # a generator of one's own that keeps its draws
         if isinstance(last, Samples) and isinstance(last.draws, torch.Tensor) and last.num_draws >= 4 \
                 and last.num_chains >= 2:
             return last
-        if isinstance(neg, PersistentNegatives):
-            thin = self.thin or max(neg.steps, 1)
-            if neg.buffer is not None:
-                idx = torch.randperm(neg.buffer.shape[0], generator=gen, device=gen.device)[:C].to(neg.buffer.device)
-                init = neg.buffer[idx].to(dtype=dtype, device=device).clone()
-                if init.shape[0] < C:
-                    raise ValueError(f"the replay buffer has {init.shape[0]} entries, fewer than num_chains={C}")
-            else:
-                init = neg.chains.noise(C) if neg.chains is not None else self._noise(E, C, gen, dtype, device)
-            if neg.kernel == "gibbs":
-                opts = {}
-            else:
-                noise = neg.noise_scale if neg.kernel == "ula" else None
-                opts = _fixed_kernel_options(neg.kernel, neg.step_size, neg.n_leapfrog, noise)
-            s = mcmc.sample(E, init, 0, S * thin, kernel=neg.kernel, beta=neg.beta, seed=gen, progress=False,
-                            **opts)
-            return _thin(s, thin)
-        if isinstance(neg, ContrastiveDivergence):
-            if self.data is None:
-                raise ValueError("probing ContrastiveDivergence needs data (its chains start at data points)")
-            thin = self.thin or max(neg.k, 1)
-            idx = torch.randint(0, self.data.shape[0], (C,), generator=gen, device=gen.device).to(self.data.device)
-            init = self.data[idx].to(dtype=dtype, device=device).clone()
-            opts = _fixed_kernel_options(neg.kernel, neg.step_size, neg.n_leapfrog, neg.noise)
-            s = mcmc.sample(E, init, 0, S * thin, kernel=neg.kernel, beta=neg.beta, seed=gen, progress=False,
-                            **opts)
-            return _thin(s, thin)
-        if isinstance(neg, MCMCNegatives):
-            if neg.init is None:
-                init = neg.init_scale * torch.randn((C,) + tuple(E.event_shape), generator=gen, dtype=dtype,
-                                                    device=device)
-            else:
-                init = neg.init(C, gen).to(dtype=dtype, device=device)
-            return mcmc.sample(E, init, neg.num_warmup, S, kernel=neg.kernel, beta=neg.beta, seed=gen,
-                               progress=False, **neg.kernel_options)
         raise TypeError(
-            f"cannot probe a {type(neg).__name__}: give sampler=..., or use PersistentNegatives, MCMCNegatives, "
-            "ContrastiveDivergence or a generator whose last_samples hold >= 4 draws of >= 2 chains"
+            f"cannot probe a {type(neg).__name__}: give sampler=..., or use a generator with a probe method "
+            "(the MCMC generators of pyro_ebm.negatives) or whose last_samples hold >= 4 draws of >= 2 chains"
         )
-
-    def _noise(self, E, n, gen, dtype, device):
-        return 2 * torch.rand((n,) + tuple(E.event_shape), generator=gen, dtype=dtype, device=device) - 1
 
     # -- the numbers ---------------------------------------------------------------------------------
     def measure(self, samples: Samples) -> Dict[str, float]:
@@ -433,23 +307,26 @@ class SamplerDiagnostics:
         C, S = draws.shape[:2]
         if S < 4 or C < 2:
             raise ValueError(f"the probe needs >= 2 chains of >= 4 draws, got {C} x {S}")
-        x = draws.cpu().double().numpy().reshape(C, S, -1)
         with torch.no_grad():
             F = E(draws.reshape((C * S,) + tuple(E.event_shape))).reshape(C, S)
-        f = F.detach().cpu().double().numpy()
-        out = {
-            "diag_rhat": _nanmax(_arviz.rhat(x)),
-            "diag_rhat_energy": _nanmax(_arviz.rhat(f)),
-            "diag_ess_bulk": _nanmin(_arviz.ess(x, method="bulk")),
-            "diag_ess_bulk_energy": _nanmin(_arviz.ess(f, method="bulk")),
-        }
+        # R-hat and bulk ESS by the library's one set of reductions (check_negatives: rank-normalized split
+        # R-hat, bulk ESS), on float64 copies; a quantity with non-finite values gets NaN
+        posterior = {"y": draws.cpu().double().numpy().reshape(C, S, -1), "F": F.detach().cpu().double().numpy()}
+        finite = {k: v for k, v in posterior.items() if np.isfinite(v).all()}
+        reports = {}
+        if finite:
+            data = to_arviz(finite)
+            reports = {k: check_negatives(data, var_names=k, warn=False) for k in finite}
+        out = {}
+        for var, suffix in (("y", ""), ("F", "_energy")):
+            r = reports.get(var)
+            out["diag_rhat" + suffix] = math.nan if r is None else r.max_rhat
+            out["diag_ess_bulk" + suffix] = math.nan if r is None else r.min_ess_bulk
         st = samples.stats
         out["diag_acceptance"] = float(st["acceptance_rate"].double().mean()) if "acceptance_rate" in st else math.nan
         out["diag_divergences"] = float(st["diverging"].sum()) if "diverging" in st else math.nan
         gap, se = math.nan, math.nan
         if self.data is not None:
-            from .diagnostics import energy_gap
-
             n = min(self.num_data, self.data.shape[0])
             gen = self.generator(self.data.device)
             idx = torch.randperm(self.data.shape[0], generator=gen, device=gen.device)[:n].to(self.data.device)
@@ -501,35 +378,6 @@ class SamplerDiagnostics:
                 f"check={self.check})")
 
 
-def _nanmax(a) -> float:
-    a = np.asarray(a, dtype=float)
-    return math.nan if np.all(np.isnan(a)) else float(np.nanmax(a))
-
-
-def _nanmin(a) -> float:
-    a = np.asarray(a, dtype=float)
-    return math.nan if np.all(np.isnan(a)) else float(np.nanmin(a))
-
-
-def _thin(s: Samples, thin: int) -> Samples:
-    if thin == 1:
-        return s
-    stats = {}
-    for k, v in s.stats.items():
-        C, T = v.shape
-        blocks = v.reshape(C, T // thin, thin)
-        if k == "diverging":
-            stats[k] = blocks.any(-1)
-        elif k == "n_steps":
-            stats[k] = blocks.sum(-1)
-        elif k in ("acceptance_rate", "step_size"):
-            stats[k] = blocks.double().mean(-1).to(v.dtype)
-        else:  # energy, lp: the value at the kept draw
-            stats[k] = blocks[..., -1]
-    draws = s.draws[:, thin - 1 :: thin]
-    return Samples(draws=draws, stats=stats, kernel=s.kernel, beta=s.beta, info={**s.info, "thin": thin})
-
-
 # ------------------------------------------------------------------------------------------------------
 # convenience
 
@@ -547,7 +395,7 @@ def make_negatives(sampler: str = "persistent", **options) -> Negatives:
                       ``num_warmup=50``, ``init_scale=2``
     ``"tempering"``   the same with parallel tempering, ``tempering=4`` replicas (ladder down to
                       ``tempering_min_ratio=0.1``)
-    ``"nuts"``        :class:`PyroNUTSNegatives` (stock Pyro NUTS via ``RecordingNUTS``): ``num_warmup=30``,
+    ``"nuts"``        :class:`~pyro_ebm.negatives.PyroNUTSNegatives` (stock Pyro NUTS via ``RecordingNUTS``): ``num_warmup=30``,
                       ``num_samples=8``, ``init_scale=2`` -- slow, a reference
     ``"ula"``         :class:`~pyro_ebm.negatives.PersistentNegatives` with unadjusted Langevin:
                       ``steps=20``, ``step_size=0.01``
@@ -581,6 +429,35 @@ def make_negatives(sampler: str = "persistent", **options) -> Negatives:
         opts.update(options)
         return PyroNUTSNegatives(**opts)
     raise ValueError(f"sampler must be 'persistent', 'ula', 'hmc', 'tempering' or 'nuts', got {sampler!r}")
+
+
+class _WithProbeState:
+    """The negatives as :func:`ml_fit` hands them to ``fit``: the same calls and statistics, and a state
+    that also holds the :class:`SamplerDiagnostics`' (its random state and reports), so that ``fit``'s
+    checkpoints resume the diagnostics bit for bit."""
+
+    def __init__(self, negatives, diagnostics: SamplerDiagnostics):
+        self.negatives = negatives
+        self.callback = diagnostics
+
+    def __call__(self, energy, y, x=None):
+        return self.negatives(energy, y, x)
+
+    @property
+    def diagnostics(self):
+        return getattr(self.negatives, "diagnostics", None)
+
+    def state_dict(self) -> dict:
+        inner = self.negatives.state_dict() if hasattr(self.negatives, "state_dict") else {}
+        return {"negatives": inner, "sampler_diagnostics": self.callback.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        inner = state
+        if "sampler_diagnostics" in state:  # else: a checkpoint written without the callback's state
+            inner = state["negatives"]
+            self.callback.load_state_dict(state["sampler_diagnostics"])
+        if hasattr(self.negatives, "load_state_dict"):
+            self.negatives.load_state_dict(inner)
 
 
 class MLRun(NamedTuple):
@@ -617,7 +494,9 @@ def ml_fit(
         step ``history.last`` already holds the ``diag_*`` values.
     :param seed: seed of ``fit``, of the negatives and of the probe.
     :param fit_options: the rest of :func:`~pyro_ebm.train.fit`'s options (``steps``, ``batch_size``,
-        ``optimizer``, ``lr``, ``regularizers``, ``progress``, ...).
+        ``optimizer``, ``lr``, ``regularizers``, ``progress``, ``checkpoint``, ``resume``, ...). A checkpoint
+        holds the diagnostics' random state and reports too, so a resumed run gives bit for bit the
+        parameters *and* the probes of the uninterrupted one.
     :returns: :class:`MLRun` ``(history, negatives, diagnostics)``.
 
     Example::
@@ -660,5 +539,6 @@ def ml_fit(
         callbacks.insert(0, diag)  # first, so that the other callbacks see its numbers in the history
     fit_options.setdefault("loss", losses.ml_sampled)
     loss = fit_options.pop("loss")
-    history = fit(energy, data, loss, negatives, callbacks=callbacks, seed=seed, **fit_options)
+    fed = negatives if diag is None else _WithProbeState(negatives, diag)
+    history = fit(energy, data, loss, fed, callbacks=callbacks, seed=seed, **fit_options)
     return MLRun(history, negatives, diag)

@@ -11,7 +11,7 @@ import torch
 from pyro_ebm import Energy, losses
 from pyro_ebm.diagnostics import NegativesWarning
 from pyro_ebm.ml import DIAGNOSTIC_KEYS, PyroNUTSNegatives, SamplerDiagnostics, make_negatives, ml_fit
-from pyro_ebm.negatives import ContrastiveDivergence, MCMCNegatives, PersistentNegatives
+from pyro_ebm.negatives import ContrastiveDivergence, MCMCNegatives, Negatives, PersistentNegatives
 from pyro_ebm.train import fit
 
 
@@ -180,3 +180,83 @@ def test_bad_arguments():
         make_negatives("gibbs-magic")
     with pytest.raises(TypeError, match="cannot probe"):
         SamplerDiagnostics(energy, lambda e, y, x=None: y[None], every=1)(1, None)
+
+
+def test_ml_fit_resumes_its_diagnostics_bit_for_bit(data, tmp_path):
+    """A run checkpointed at step 10 and resumed to 20 probes exactly as the uninterrupted run: the same
+    reports (R-hat, ESS, gap, ...) at every probed step and the same parameters. The callback's random
+    state and its reports are in the checkpoint (they used to restart from the seed: other R-hats)."""
+    opts = dict(lr=0.05, batch_size=64, diagnose_every=5, progress=False,
+                sampler_options={"buffer_size": 256, "step_size": 0.2},
+                diagnostics_options={"num_chains": 4, "num_draws": 30, "warn": False})
+    whole = Bowl()
+    ref = ml_fit(whole, data, steps=20, **opts)
+    path = tmp_path / "ml.pt"
+    first = Bowl()
+    ml_fit(first, data, steps=10, checkpoint=path, **opts)
+    resumed_energy = Bowl()
+    resumed = ml_fit(resumed_energy, data, steps=20, resume=path, **opts)
+    for step in (15, 20):  # probed after the resume
+        assert resumed.history.records[step - 1]["diag_rhat"] == ref.history.records[step - 1]["diag_rhat"]
+    assert [r["step"] for r in resumed.diagnostics.reports] == [5, 10, 15, 20]
+    assert resumed.diagnostics.reports == ref.diagnostics.reports
+    for p, q in zip(resumed_energy.parameters(), whole.parameters()):
+        assert torch.equal(p, q)
+    # the probe's state round-trips on its own, too
+    diag = SamplerDiagnostics(Bowl(), make_negatives("persistent"), data, seed=5)
+    diag.load_state_dict(ref.diagnostics.state_dict())
+    assert diag.reports == ref.diagnostics.reports
+    assert torch.equal(diag.generator("cpu").get_state(), ref.diagnostics.generator("cpu").get_state())
+    with pytest.raises(ValueError, match="state must be a SamplerDiagnostics.state_dict"):
+        diag.load_state_dict({"rng": None})
+
+
+class Fields(Energy):
+    """Independent binary units, ``F(y) = -h . y``: ``P(y_i = 1) = sigmoid(h_i)``."""
+
+    def __init__(self):
+        super().__init__(event_shape=(4,))
+        self.h = torch.nn.Parameter(torch.tensor([-1.5, -0.5, 0.5, 1.5]))
+
+    def forward(self, y, x=None):
+        return -(y * self.h).sum(-1)
+
+
+def test_gibbs_negatives_can_be_probed_before_their_first_call():
+    """probe() before the generator's first call used the callback's own uniform noise, which the binary
+    Gibbs kernel rejects ("init must hold only 0s and 1s"); the generator's probe starts from its own
+    Bernoulli states. On independent units every sweep is an exact draw: R-hat near 1, and the recorded
+    gap is the mean energy of the draws minus that of the data."""
+    energy = Fields()
+    g = torch.Generator().manual_seed(0)
+    data = (torch.rand(256, 4, generator=g) < torch.sigmoid(energy.h.detach())).float()
+    neg = PersistentNegatives(64, kernel="gibbs", steps=1, seed=0)
+    diag = SamplerDiagnostics(energy, neg, data, every=1, num_chains=4, num_draws=100, num_data=256, warn=False)
+    diag(1, None)
+    r = diag.reports[0]
+    s = diag.last_samples
+    assert s.draws.shape == (4, 100, 4) and bool(((s.draws == 0) | (s.draws == 1)).all())
+    assert r["diag_rhat"] < 1.05 and r["diag_rhat_energy"] < 1.05
+    with torch.no_grad():
+        gap = float(energy(s.draws.reshape(-1, 4)).double().mean() - energy(data).double().mean())
+    assert r["diag_energy_gap"] == pytest.approx(gap, rel=1e-5, abs=1e-6)
+    assert neg.buffer is None
+
+
+def test_a_generator_of_ones_own_is_probed_through_its_last_samples(data):
+    """A Negatives subclass without a probe of its own that keeps >= 4 draws of >= 2 chains in last_samples
+    is probed through them (no extra sampling), as before generators probed themselves."""
+    from pyro_ebm.mcmc import sample
+
+    class Kept(Negatives):
+        def __call__(self, energy, y, x=None):
+            self.last_samples = sample(energy, y[:4].clone(), 10, 8, seed=0, progress=False)
+            return self.last_samples.draws[:, -1][None].expand(1, *y.shape).clone()
+
+    energy = Bowl()
+    neg = Kept()
+    with pytest.raises(TypeError, match="cannot probe a Kept"):
+        SamplerDiagnostics(energy, neg, data, every=1, warn=False)(1, None)
+    neg(energy, data[:4])
+    diag = SamplerDiagnostics(energy, neg, data, every=1, warn=False)
+    assert diag.probe() is neg.last_samples

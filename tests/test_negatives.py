@@ -457,3 +457,149 @@ def test_persistent_hmc_negatives_report_acceptance():
     ula = PersistentNegatives(256, steps=5, kernel="ula", step_size=0.01, seed=0)
     ula(F, y)
     assert ula.diagnostics == {"diverging": 0}
+
+
+# ------------------------------------------------------------------------------------------------------
+# probes: a short multi-chain run of the generator's own sampler
+
+
+def _az_ess_bulk(x):
+    """ArviZ's bulk ESS of ``x`` ``[chains, draws]`` (an independent check of the probe's mixing)."""
+    import arviz as az
+    import numpy as np
+
+    return float(az.ess(np.asarray(x, dtype=float), method="bulk"))
+
+
+def probed_generators():
+    """Every MCMC-based generator kind, each set up for a quick probe of a 2-D standard normal."""
+    from pyro_ebm.negatives import PyroNUTSNegatives
+
+    return {
+        "mcmc-hmc": MCMCNegatives(kernel="hmc", num_warmup=40, seed=0),
+        "mcmc-mala": MCMCNegatives(kernel="mala", num_warmup=40, seed=0),
+        "tempering": MCMCNegatives(kernel="hmc", num_warmup=40, tempering=3, seed=0),
+        "cd": ContrastiveDivergence(k=2, kernel="mala", step_size=0.5, seed=0),
+        "pcd-hmc": PersistentNegatives(64, kernel="hmc", steps=2, step_size=0.5, n_leapfrog=3, seed=0),
+        "pcd-ula": PersistentNegatives(64, kernel="ula", steps=4, step_size=0.1, seed=0),
+        "nuts": PyroNUTSNegatives(num_warmup=15, seed=0, max_tree_depth=3),
+    }
+
+
+@pytest.mark.parametrize("name", list(probed_generators()))
+def test_probe_before_the_first_call_samples_the_target_and_leaves_the_generator_alone(name):
+    """A probe works before the generator's first call, its chains sample exp(-F) (the pooled mean of each
+    coordinate of a standard normal is within 5 Monte Carlo standard errors of 0, the errors from ArviZ's
+    bulk ESS of the probe), and it never touches the generator's own state: the negatives of the next call
+    are those of a generator that was never probed."""
+    F = quadratic([0.0, 0.0])
+    data = torch.randn(200, 2, generator=torch.Generator().manual_seed(1))
+    neg = probed_generators()[name]
+    S = 30 if name == "nuts" else 60  # NUTS in Pyro costs a Python call per leapfrog step
+    s = neg.probe(F, 6, S, seed=3, data=data)
+    assert s.draws.shape == (6, S, 2) and s.stats["acceptance_rate"].shape == (6, S)
+    assert bool(torch.isfinite(s.draws).all())
+    for d in range(2):
+        x = s.draws[..., d].double()
+        ess = _az_ess_bulk(x.numpy())
+        assert ess > 10
+        assert abs(float(x.mean())) < 5 * float(x.std()) / math.sqrt(ess), (name, d, ess)
+    again = neg.probe(F, 6, S, seed=3, data=data)  # the same seed gives the same probe
+    assert torch.equal(s.draws, again.draws)
+    y = data[:5]
+    fresh = probed_generators()[name]
+    assert torch.equal(neg(F, y), fresh(F, y))
+
+
+def test_gibbs_probe_before_the_first_call_matches_the_closed_form():
+    """kernel="gibbs" probes start from binary states (they used to start from uniform noise, which the
+    Gibbs kernel rejects). F(y) = -h.y has independent units with P(y_i = 1) = sigmoid(h_i); one Gibbs
+    sweep redraws every unit from that law, so the 16 x 100 draws are independent and the mean of each
+    unit is within 4 binomial standard errors of sigmoid(h_i)."""
+    h = torch.tensor([-2.0, -1.0, 0.0, 0.5, 1.0, 2.0])
+    F = as_energy(lambda y: -(y * h).sum(-1), event_shape=(6,))
+    neg = PersistentNegatives(32, kernel="gibbs", steps=2, seed=0)
+    s = neg.probe(F, 16, 100, seed=0)
+    assert s.draws.shape == (16, 100, 6) and s.info["thin"] == 2
+    assert bool(((s.draws == 0) | (s.draws == 1)).all())
+    p = torch.sigmoid(h)
+    se = (p * (1 - p) / (16 * 100)).sqrt()
+    assert bool(((s.draws.mean((0, 1)) - p).abs() < 4 * se).all())
+    assert neg.buffer is None  # the probe built no buffer: the first call makes it as usual
+    neg(F, torch.zeros(4, 6))
+    assert neg.buffer.shape == (32, 6)
+
+
+def test_persistent_probe_starts_at_buffer_entries():
+    """After a call the persistent probe starts its chains at replay-buffer states: with steps=0 the probe's
+    draws are buffer entries, num_chains distinct ones."""
+    F = quadratic([0.0, 0.0])
+    neg = PersistentNegatives(40, kernel="ula", steps=1, step_size=0.1, seed=0)
+    neg(F, torch.zeros(8, 2))
+    s = neg.probe(F, 5, 4, seed=0, thin=1)
+    starts = neg.buffer.clone()
+    # each chain's first draw is one ULA step from a buffer entry: within a few noise scales of one
+    dist = torch.cdist(s.draws[:, 0] - 0.0, starts).min(-1).values
+    assert bool((dist < 5 * math.sqrt(2 * 0.1)).all())
+    with pytest.raises(ValueError, match="fewer than num_chains=50"):
+        neg.probe(F, 50, 4, seed=0)
+
+
+def test_probe_arguments_are_checked():
+    F = quadratic([0.0, 0.0])
+    neg = MCMCNegatives(num_warmup=5, seed=0)
+    with pytest.raises(ValueError, match="num_chains"):
+        neg.probe(F, 1, 10)
+    with pytest.raises(ValueError, match="num_draws"):
+        neg.probe(F, 4, 3)
+    with pytest.raises(ValueError, match="needs data"):
+        ContrastiveDivergence(k=1).probe(F, 4, 10)
+    with pytest.raises(ValueError, match="needs data"):
+        neg.probe(lambda y: (y ** 2).sum(-1), 4, 10)
+    with pytest.raises(TypeError, match="cannot probe a Corruption"):
+        Corruption(0.1).probe(F, 4, 10)
+
+
+# ------------------------------------------------------------------------------------------------------
+# stock Pyro NUTS
+
+
+def test_pyro_nuts_negatives_live_next_to_the_other_generators():
+    import pyro_ebm.ml
+    import pyro_ebm.negatives
+
+    assert pyro_ebm.ml.PyroNUTSNegatives is pyro_ebm.negatives.PyroNUTSNegatives
+
+
+def _nan_right_half(y):
+    """0.5 |y|^2 where y_0 <= 0, NaN where y_0 > 0 (a region where the energy is undefined)."""
+    e = 0.5 * (y ** 2).sum(-1)
+    return torch.where(y[..., 0] > 0, torch.full_like(e, math.nan), e)
+
+
+def test_pyro_nuts_negatives_refuse_to_start_where_the_energy_is_nan():
+    """A NaN energy at a starting point used to die inside torch ("Expected p_in >= 0"); now a ValueError
+    names the particle and the point."""
+    from pyro_ebm.negatives import PyroNUTSNegatives
+
+    F = as_energy(_nan_right_half, event_shape=(2,))
+    start = torch.tensor([[-1.0, 0.0], [-1.0, 0.5], [0.7, 0.2], [-0.3, 0.0]])
+    neg = PyroNUTSNegatives(num_warmup=5, num_samples=2, seed=0, init=lambda n, g: start[:n])
+    with pytest.raises(ValueError, match=r"the energy is nan at 1 of the 4 starting points .* particle 2, "
+                                         r"y = \[0\.7, 0\.2\]"):
+        neg(F, torch.zeros(4, 2))
+
+
+def test_pyro_nuts_negatives_count_a_nan_region_as_divergent():
+    """Trajectories that run into the NaN region are rejected and counted as divergent: the chain never
+    holds a point where the energy is NaN, and the divergences are in the diagnostics."""
+    from pyro_ebm.negatives import PyroNUTSNegatives
+
+    F = as_energy(_nan_right_half, event_shape=(2,))
+    neg = PyroNUTSNegatives(num_warmup=20, num_samples=10, seed=0, max_tree_depth=4,
+                            init=lambda n, g: -1.0 + 0.1 * torch.randn(n, 2, generator=g))
+    y_hat = neg(F, torch.zeros(8, 2))
+    assert bool((neg.last_samples.draws[..., 0] <= 0).all())
+    assert bool(torch.isfinite(F(neg.last_samples.draws.reshape(-1, 2))).all())
+    assert bool(torch.isfinite(y_hat).all())
+    assert neg.diagnostics["diverging"] > 0
