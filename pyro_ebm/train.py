@@ -312,7 +312,14 @@ def load_checkpoint(path, *, energy, optimizer, negatives, order, history) -> in
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"resume: no checkpoint at {path!r}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"resume: {path!r} is not a checkpoint written by fit ({type(exc).__name__}: {exc})") from exc
+    keys = ("step", "energy", "optimizer", "negatives", "data_order", "torch_rng", "cuda_rng", "history")
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"resume: {path!r} is not a checkpoint written by fit (missing {missing})")
     energy.load_state_dict(state["energy"])
     optimizer.load_state_dict(state["optimizer"])
     if hasattr(negatives, "load_state_dict"):
@@ -329,11 +336,31 @@ def load_checkpoint(path, *, energy, optimizer, negatives, order, history) -> in
 # the loop
 
 
+def _check_checkpoint_path(checkpoint) -> str:
+    """Fail before training, not after it, when the checkpoint cannot be written."""
+    try:
+        path = os.fspath(checkpoint)
+    except TypeError:
+        raise TypeError(f"checkpoint must be a path (str or os.PathLike), got {type(checkpoint).__name__}") from None
+    if not isinstance(path, str):
+        path = os.fsdecode(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint must be a file path, got the directory {path!r}")
+    if not os.path.isdir(folder):
+        raise ValueError(f"checkpoint: the directory {folder!r} of {path!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"checkpoint: the directory {folder!r} of {path!r} is not writable")
+    return path
+
+
 def _check_fit_args(energy, data, x, loss, negatives, steps, regularizers, callbacks):
     if not isinstance(energy, nn.Module):
         raise TypeError(f"energy must be an Energy (an nn.Module with parameters), got {type(energy).__name__}")
     if not isinstance(data, torch.Tensor) or not data.is_floating_point():
         raise TypeError("data must be a floating-point tensor [N, *event_shape]")
+    if data.dim() == 0 or data.shape[0] == 0:
+        raise ValueError(f"data must hold at least one data point [N >= 1, *event_shape], got shape {tuple(data.shape)}")
     energy = as_energy(energy, event_shape=None if isinstance(energy, Energy) else data.shape[1:])
     batch = batch_shape_of(data, energy.event_shape, "data")
     if len(batch) != 1:
@@ -438,6 +465,8 @@ def fit(
     )
     if checkpoint_every is not None:
         checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+    if checkpoint is not None:
+        checkpoint = _check_checkpoint_path(checkpoint)
     if optimizer is None:
         optimizer = torch.optim.Adam(energy.parameters(), lr=lr, weight_decay=weight_decay)
     if seed is not None and resume is None:
