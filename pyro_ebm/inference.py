@@ -22,7 +22,7 @@ import torch
 from pyro.distributions import constraints
 from torch.distributions import biject_to
 
-from ._validation import MAX_ENUMERATION, check_beta, check_beta_batch, check_finite, check_positive_int
+from ._validation import MAX_ENUMERATION, check_beta, check_beta_batch, check_finite, check_positive_int, check_real
 from .energy import Energy, LatentEnergy, as_energy, batch_shape_of, call_energy, check_energy_output
 from .gibbs import DiscreteGibbs, energy_factor
 
@@ -189,8 +189,8 @@ def argmin_energy(
         (tensor([-1.,  1.]), 8)
     """
     steps = check_positive_int(steps, "steps")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
+    lr = check_real(lr, "lr", minimum=0.0, strict=True)
+    tol = check_real(tol, "tol", minimum=0.0)
     if not isinstance(y_init, torch.Tensor) or not y_init.is_floating_point():
         raise TypeError("y_init must be a floating-point tensor [restarts, *batch, *event_shape]")
     if event_shape is None and not isinstance(energy, Energy):
@@ -246,6 +246,8 @@ def argmin_candidates(
         >>> v, i
         (tensor([1., 3.]), tensor([1, 3]))
     """
+    if not isinstance(candidates, torch.Tensor):
+        raise TypeError(f"candidates must be a tensor [K, *event_shape], got {type(candidates).__name__}")
     d = DiscreteGibbs(energy, candidates, beta=1.0, x=x, batch_ndims=batch_ndims, max_candidates=max_candidates)
     idx = d.energies.argmin(-1)
     return candidates[idx], d.energies.gather(-1, idx.unsqueeze(-1)).squeeze(-1), idx, d.energies
