@@ -443,6 +443,7 @@ def free_energy_importance(
             f"got {tuple(proposal.event_shape)}"
         )
     batch = batch_shape_of(y, energy.event_shape, "y")
+    check_beta_batch(beta, torch.broadcast_shapes(batch, proposal.batch_shape), what="the batch shape of y")
     with torch.no_grad():
         if generator is None:
             z = proposal.sample((num_samples,))

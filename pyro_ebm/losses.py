@@ -454,6 +454,7 @@ def square_exp(pos: torch.Tensor, neg: torch.Tensor, beta=1.0, *, reduction: str
     reduction = _check_reduction(reduction)
     pos, neg, multi = _check_pair(pos, neg)
     beta = check_beta(beta)
+    check_beta_batch(beta, neg.shape[: neg.dim() - int(multi)], what="the batch shape of pos")
     b = _align(_beta_tensor(beta, neg), multi, neg.dim() - int(multi))
     loss = pos.square() + b * torch.exp(-neg)
     return _reduce(loss.sum(-1) if multi else loss, reduction)

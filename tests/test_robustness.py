@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from pyro.infer import MCMC, NUTS, TraceEnum_ELBO  # noqa: E402
 
+import pyro_ebm  # noqa: E402
 from pyro_ebm import (  # noqa: E402
     DiscreteGibbs,
     GibbsBoltzmann,
@@ -343,3 +344,37 @@ def test_to_arviz_given_log_likelihood_checked():
         to_arviz(draws, log_likelihood={"y": np.zeros((2, 9, 3))})
     data = to_arviz(draws, log_likelihood={"y": np.zeros((2, 10, 3))})
     assert _arviz.group_arrays(data, "log_likelihood")["y"].shape == (2, 10, 3)
+
+
+def test_tensor_beta_checked_against_the_batch_everywhere():
+    E = as_energy(lambda y, z: (y - z) ** 2, latent_shape=())
+    three = torch.ones(3)
+    calls = {
+        "square_exp": lambda: losses.square_exp(torch.zeros(2), torch.zeros(2), beta=three),
+        "info_nce": lambda: losses.info_nce(torch.zeros(2), torch.zeros(2, 4), beta=three),
+        "nca": lambda: losses.nca(torch.zeros(2, 4), torch.ones(2, 4, dtype=torch.bool), beta=three),
+        "nll": lambda: losses.nll(torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), beta=three),
+        "mee": lambda: losses.mee(torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), beta=three),
+        "free_energy_importance": lambda: pyro_ebm.free_energy_importance(
+            E, torch.zeros(2), dist.Normal(0.0, 1.0), 10, beta=three),
+        "latent_posterior": lambda: latent_posterior(E, torch.zeros(2), torch.zeros(2), beta=three),
+        "free_energy": lambda: free_energy(E, torch.zeros(2), torch.zeros(2), beta=three),
+        "DiscreteGibbs": lambda: DiscreteGibbs(lambda y, x: y - x, torch.zeros(2), x=torch.zeros(2), beta=three),
+        "GibbsBoltzmann": lambda: GibbsBoltzmann(lambda y, x: y - x, x=torch.zeros(2), beta=three),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match="beta of shape \\(3,\\)"):
+            call()
+
+
+def test_mixed_dtypes_name_the_arguments():
+    F = lambda y, x: (y @ x).sum(-1)  # noqa: E731
+    x64 = torch.eye(2, dtype=torch.float64)
+    with pytest.raises(TypeError, match="y_init .*float32.* x .*float64"):
+        argmin_energy(F, torch.zeros(3, 2), x=x64, event_shape=(2,))
+    with pytest.raises(TypeError, match="value .*float32.* x .*float64"):
+        GibbsBoltzmann(F, x=x64, event_shape=(2,)).log_prob(torch.zeros(2, 2))
+    # consistent promotion where torch promotes: float32 y against float64 x gives float64 log-densities
+    lp = GibbsBoltzmann(lambda y, x: ((y - x) ** 2).sum(-1), x=torch.zeros(2, dtype=torch.float64),
+                        event_shape=(2,)).log_prob(torch.ones(2))
+    assert lp.dtype == torch.float64 and float(lp) == -2.0
