@@ -274,7 +274,7 @@ def as_energy(
                 )
         return fn
     if not callable(fn):
-        raise TypeError(f"fn (the energy) must be callable (y[, x]) -> tensor, got {type(fn).__name__}")
+        raise TypeError(f"fn: the energy must be callable (y[, x]) -> tensor, got {type(fn).__name__}")
     event_shape = () if event_shape is None else event_shape
     if latent_shape is not None:
         return _CallableLatentEnergy(fn, event_shape, latent_shape)
