@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import _arviz
+from ._pointwise import pointwise_log_likelihood
 from ._validation import check_positive_int, check_real
 
 __all__ = [
@@ -290,71 +291,6 @@ def _observed_dims(observed, dims):
     return out or None
 
 
-_PREDICTIVE_PLATE = "_num_predictive_samples"  # the draws plate of pyro.infer.Predictive
-
-
-def _site_dims(name, frames, shape, batch_ndim, skip=()):
-    """Dimension names of a site of ``shape`` (batch + event): plate names where Pyro knows them."""
-    names = [f"{name}_dim_{i}" for i in range(len(shape))]
-    known = False
-    for f in frames:
-        if f.dim is not None and f.name not in skip and 0 <= batch_ndim + f.dim < len(shape):
-            names[batch_ndim + f.dim] = f.name
-            known = True
-    return names if known else None
-
-
-def _pyro_pointwise(mcmc):
-    """Pointwise log-likelihood of the observed and factor sites of a finished ``pyro.infer.MCMC`` run.
-
-    The model is run once, vectorized over every draw with ``pyro.infer.Predictive``; returns
-    ``(log_likelihood, observed_data, posterior_dims, observed_dims)`` (numpy dicts, dims from plates).
-    """
-    import pyro
-    from pyro.infer import Predictive
-
-    recording = _recording_tools()
-    skip_sites = {recording[0]} if recording else set()
-    samples = {k: v for k, v in mcmc.get_samples(group_by_chain=True).items() if k not in skip_sites}
-    chains, n_draws = next(iter(samples.values())).shape[:2]
-    flat = {k: v.reshape((chains * n_draws,) + tuple(v.shape[2:])) for k, v in samples.items()}
-    model = mcmc.kernel.model
-    args, kwargs = mcmc._args or (), mcmc._kwargs or {}
-    with pyro.poutine.block():
-        trace = Predictive(model, posterior_samples=flat, parallel=True).get_vectorized_trace(*args, **kwargs)
-    log_lik, observed, post_dims, obs_dims = {}, {}, {}, {}
-    for name, site in trace.nodes.items():
-        if site["type"] != "sample" or name in skip_sites:
-            continue
-        frames = [f for f in site["cond_indep_stack"] if f.vectorized]
-        draws_dim = next((f.dim for f in frames if f.name == _PREDICTIVE_PLATE), None)
-        if name in samples:  # a latent site (Predictive conditions it on the draws)
-            shape = tuple(samples[name].shape[2:])
-            batch_ndim = len(shape) - len(site["fn"].event_shape)
-            dims = _site_dims(name, frames, shape, batch_ndim, skip=(_PREDICTIVE_PLATE,))
-            if dims:
-                post_dims[name] = dims
-            continue
-        if not site["is_observed"] or draws_dim is None:
-            continue
-        with torch.no_grad():
-            lp = site["fn"].log_prob(site["value"])
-        lp = lp.expand(torch.broadcast_shapes(lp.shape, (1,) * -draws_dim))
-        lp = lp.reshape(lp.shape[lp.dim() + draws_dim :])  # [draws, *plates-or-1]
-        keep = [i for i in range(1, lp.dim()) if any(f.dim == i - lp.dim() for f in frames)]
-        names = [next(f.name for f in frames if f.dim == i - lp.dim()) for i in keep]
-        drop = [i for i in range(1, lp.dim()) if i not in keep]
-        lp = lp.squeeze(drop) if drop else lp
-        log_lik[name] = _to_numpy(lp.reshape((chains, n_draws) + tuple(lp.shape[1:])), f"log_likelihood[{name!r}]")
-        if names:
-            obs_dims[name] = names
-        value, event_dim = site["value"], len(site["fn"].event_shape)
-        real_obs = not site["infer"].get("is_auxiliary")  # an observation, not a factor
-        if real_obs and event_dim == 0 and isinstance(value, torch.Tensor) and value.dim() == len(names):
-            observed[name] = _to_numpy(value, f"observed site {name!r}")
-    return log_lik, observed, post_dims, obs_dims
-
-
 def to_arviz(source, sample_stats=None, *, observed=None, coords=None, dims=None, log_likelihood=None):
     """Convert MCMC draws (negatives) to ArviZ data, keeping chain and draw order.
 
@@ -426,7 +362,9 @@ def to_arviz(source, sample_stats=None, *, observed=None, coords=None, dims=None
     log_lik, obs_dims = None, None
     if _is_mcmc(source) and log_likelihood is not False and not isinstance(log_likelihood, Mapping):
         try:
-            log_lik, pyro_obs, post_dims, obs_dims = _pyro_pointwise(source)
+            recording = _recording_tools()
+            skip = {recording[0]} if recording else set()
+            log_lik, pyro_obs, post_dims, obs_dims = pointwise_log_likelihood(source, skip_sites=skip)
         except Exception as exc:  # a model that cannot be vectorized over draws
             if log_likelihood is True:
                 raise
