@@ -26,6 +26,7 @@ __all__ = [
     "IS_ARVIZ_1",
     "is_arviz_data",
     "from_dict",
+    "select_chains",
     "group_names",
     "group_arrays",
     "group_attrs",
@@ -86,6 +87,7 @@ def from_dict(
     dims=None,
     observed_dims=None,
     attrs=None,
+    log_likelihood=None,
 ):
     """Build ArviZ data from numpy dictionaries.
 
@@ -103,6 +105,9 @@ def from_dict(
         variable usually has one more (data point) dimension than the draws of the same name.
     attrs : dict of group name -> dict, optional
         Attributes set on individual groups (for example per-chain acceptance rates on ``sample_stats``).
+    log_likelihood : dict of str -> ndarray ``[chains, draws, *obs]``, optional
+        Pointwise log-likelihood of observed (or factor) sites, for ``loo``/``waic``; its dims come from
+        ``observed_dims`` (the observations' dims).
 
     Returns
     -------
@@ -115,6 +120,10 @@ def from_dict(
     with _quiet_conventions():
         if IS_ARVIZ_1:
             data = az.from_dict(groups, coords=coords, dims=dims, check_conventions=False)
+            if log_likelihood:
+                ll = az.from_dict({"log_likelihood": log_likelihood}, coords=coords, dims=observed_dims,
+                                  check_conventions=False)
+                data["log_likelihood"] = ll["log_likelihood"]
             if observed_data:
                 obs = az.from_dict({"observed_data": observed_data}, coords=coords, dims=observed_dims)
                 data["observed_data"] = obs["observed_data"]
@@ -122,6 +131,8 @@ def from_dict(
             data = az.from_dict(
                 posterior=posterior, sample_stats=groups.get("sample_stats"), coords=coords, dims=dims
             )
+            if log_likelihood:
+                data.extend(az.from_dict(log_likelihood=log_likelihood, coords=coords, dims=observed_dims))
             if observed_data:
                 obs = az.from_dict(observed_data=observed_data, coords=coords, dims=observed_dims)
                 data.extend(obs)
@@ -132,6 +143,14 @@ def from_dict(
             else:
                 getattr(data, group).attrs.update(extra)
     return data
+
+
+def select_chains(data, chains):
+    """The same data restricted to the given chain indices (groups without a chain dim are kept whole)."""
+    chains = [int(c) for c in chains]
+    if IS_ARVIZ_1:
+        return data.isel(chain=chains, missing_dims="ignore")
+    return data.isel(chain=chains)
 
 
 def group_names(data) -> list:

@@ -11,7 +11,15 @@ import numbers
 
 import torch
 
-__all__ = ["check_beta", "check_positive_int", "check_finite", "MAX_ENUMERATION"]
+__all__ = [
+    "check_beta",
+    "check_beta_batch",
+    "check_positive_int",
+    "check_finite",
+    "check_real",
+    "check_some_finite",
+    "MAX_ENUMERATION",
+]
 
 #: Largest number of energy evaluations an exhaustive enumeration may ask for (candidates x batch).
 MAX_ENUMERATION = 10_000_000
@@ -70,4 +78,49 @@ def check_finite(value: torch.Tensor, name: str, *, allow_pos_inf: bool = False)
         raise ValueError(
             f"{name} must be {allowed}, but {count} of {value.numel()} entries are not "
             f"(first at index {idx}: {kind})"
+        )
+
+
+def check_beta_batch(beta, batch_shape, *, name: str = "beta", what: str = "the batch shape") -> torch.Size:
+    """The batch shape ``batch_shape`` broadcast with a tensor ``beta``'s shape (a float beta adds nothing).
+
+    Raises a ``ValueError`` naming ``beta`` when the two do not broadcast, instead of torch's raw size
+    mismatch later on.
+    """
+    batch_shape = torch.Size(batch_shape)
+    if not isinstance(beta, torch.Tensor) or beta.dim() == 0:
+        return batch_shape
+    try:
+        return torch.broadcast_shapes(batch_shape, beta.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name} of shape {tuple(beta.shape)} must broadcast with {what} {tuple(batch_shape)} "
+            "(one inverse temperature per batch element, or a scalar)"
+        ) from None
+
+
+def check_real(value, name: str, *, minimum=None, strict: bool = False, allow_inf: bool = False) -> float:
+    """Validate a real number (not bool, not NaN); with ``minimum``, require ``value >= minimum``
+    (``> minimum`` with ``strict``). Returns it as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number, got NaN")
+    if not allow_inf and math.isinf(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
+    return value
+
+
+def check_some_finite(energies: torch.Tensor, name: str) -> None:
+    """Raise a ``ValueError`` naming the first batch row of ``energies`` ``[*batch, K]`` whose every entry
+    is ``+inf`` (no candidate has positive probability, so the Gibbs distribution is undefined there)."""
+    dead = torch.isposinf(energies.detach()).all(-1)
+    if dead.any():
+        idx = tuple(int(i) for i in dead.nonzero()[0].tolist())
+        raise ValueError(
+            f"{name}: every candidate has energy +inf in batch row {idx} ({int(dead.sum())} such rows); "
+            "at least one candidate per row needs a finite energy"
         )

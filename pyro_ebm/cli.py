@@ -19,6 +19,10 @@ __all__ = ["main", "demo", "example_parser", "run_example"]
 
 def demo(out_dir: str = "outputs", seed: int = 0, quick: bool = False, plots: bool = True) -> dict:
     """Run the demo; returns the numbers it printed (used by the tests)."""
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be a path, got {type(out_dir).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise TypeError(f"seed must be an integer >= 0, got {seed!r}")
     import pyro
     import torch
     from pyro.infer import MCMC, NUTS
@@ -120,6 +124,8 @@ def example_parser(doc: str) -> argparse.ArgumentParser:
     ``--seed`` and ``--threads`` (torch CPU threads; 1 is fastest for the examples' small models). Add the
     script's own flags to it, then call :func:`run_example`.
     """
+    if not isinstance(doc, str) or not doc.strip():
+        raise TypeError(f"doc must be the script's non-empty docstring, got {doc!r}")
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     parser.add_argument("--out", default="outputs", help="folder for the figures (default: outputs)")
     parser.add_argument("--quick", action="store_true", help="fast smoke run")
@@ -133,6 +139,10 @@ def run_example(run, parser: argparse.ArgumentParser, argv=None) -> dict:
     meanwhile (the previous setting is restored, so tests can call examples in-process)."""
     import torch
 
+    if not callable(run):
+        raise TypeError(f"run must be a callable run(args) -> dict, got {type(run).__name__}")
+    if not isinstance(parser, argparse.ArgumentParser):
+        raise TypeError(f"parser must be an argparse.ArgumentParser (see example_parser), got {type(parser).__name__}")
     args = parser.parse_args(argv)
     previous = torch.get_num_threads()
     torch.set_num_threads(args.threads)

@@ -7,11 +7,12 @@ int or a ``torch.Generator``) so the same call always gives the same numbers.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Tuple, Union
 
 import torch
 
-from ._validation import check_positive_int
+from ._validation import check_positive_int, check_real
 
 __all__ = [
     "double_well_energy",
@@ -29,9 +30,19 @@ Seed = Union[int, torch.Generator, None]
 def _gen(seed: Seed) -> torch.Generator:
     if isinstance(seed, torch.Generator):
         return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an int, a torch.Generator or None, got {seed!r}")
+    if seed is not None and not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
     g = torch.Generator()
     g.manual_seed(0 if seed is None else int(seed))
     return g
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"shape {tuple(value.shape)} dtype {value.dtype}"
+    return type(value).__name__
 
 
 def double_well_energy(y: torch.Tensor, barrier: float = 1.0, tilt: float = 0.0) -> torch.Tensor:
@@ -46,6 +57,10 @@ def double_well_energy(y: torch.Tensor, barrier: float = 1.0, tilt: float = 0.0)
         >>> double_well_energy(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
         tensor([0., 1.])
     """
+    if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.dim() < 1 or y.shape[-1] != 2:
+        raise TypeError(f"y must be a floating-point tensor of shape [..., 2], got {_describe(y)}")
+    barrier = check_real(barrier, "barrier")
+    tilt = check_real(tilt, "tilt")
     return barrier * (y[..., 0] ** 2 - 1) ** 2 + 0.5 * y[..., 1] ** 2 + tilt * y[..., 0]
 
 
@@ -58,6 +73,7 @@ def multimodal_regression(n: int, noise: float = 0.05, seed: Seed = 0) -> Tuple[
     :returns: ``(x, y)``, each of shape ``[n, 1]``.
     """
     n = check_positive_int(n, "n")
+    noise = check_real(noise, "noise", minimum=0)
     g = _gen(seed)
     x = torch.rand(n, 1, generator=g)
     sign = torch.randint(0, 2, (n, 1), generator=g).float() * 2 - 1
@@ -72,6 +88,8 @@ def eight_gaussians(n: int, radius: float = 2.0, std: float = 0.2, seed: Seed = 
     be compared with the truth.
     """
     n = check_positive_int(n, "n")
+    radius = check_real(radius, "radius", minimum=0)
+    std = check_real(std, "std", minimum=0)
     g = _gen(seed)
     k = torch.randint(0, 8, (n,), generator=g)
     angle = k.float() * (2 * math.pi / 8)
@@ -81,6 +99,10 @@ def eight_gaussians(n: int, radius: float = 2.0, std: float = 0.2, seed: Seed = 
 
 def eight_gaussians_log_prob(y: torch.Tensor, radius: float = 2.0, std: float = 0.2) -> torch.Tensor:
     """Exact log density of :func:`eight_gaussians`; shape ``batch + (2,)`` -> ``batch``."""
+    if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.dim() < 1 or y.shape[-1] != 2:
+        raise TypeError(f"y must be a floating-point tensor of shape [..., 2], got {_describe(y)}")
+    radius = check_real(radius, "radius", minimum=0)
+    std = check_real(std, "std", minimum=0, strict=True)
     angle = torch.arange(8, dtype=y.dtype, device=y.device) * (2 * math.pi / 8)
     centers = radius * torch.stack([angle.cos(), angle.sin()], -1)  # [8, 2]
     d2 = ((y.unsqueeze(-2) - centers) ** 2).sum(-1)
@@ -91,6 +113,7 @@ def eight_gaussians_log_prob(y: torch.Tensor, radius: float = 2.0, std: float = 
 def two_moons(n: int, noise: float = 0.1, seed: Seed = 0) -> torch.Tensor:
     """Two interleaving half circles, shape ``[n, 2]``."""
     n = check_positive_int(n, "n")
+    noise = check_real(noise, "noise", minimum=0)
     g = _gen(seed)
     t = math.pi * torch.rand(n, generator=g)
     upper = torch.randint(0, 2, (n,), generator=g).bool()
@@ -102,8 +125,14 @@ def two_moons(n: int, noise: float = 0.1, seed: Seed = 0) -> torch.Tensor:
 def rings(n: int, radii=(0.8, 1.6, 2.4), noise: float = 0.08, seed: Seed = 0) -> torch.Tensor:
     """Concentric rings with the given radii (points spread evenly over the rings' length), shape ``[n, 2]``."""
     n = check_positive_int(n, "n")
+    noise = check_real(noise, "noise", minimum=0)
+    try:
+        r = torch.tensor(radii, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"radii must be a sequence of positive numbers, got {radii!r}") from None
+    if r.dim() != 1 or r.numel() == 0 or not bool(torch.isfinite(r).all()) or bool((r <= 0).any()):
+        raise ValueError(f"radii must be a non-empty sequence of finite positive numbers, got {radii!r}")
     g = _gen(seed)
-    r = torch.tensor(radii, dtype=torch.float32)
     k = torch.multinomial(r / r.sum(), n, replacement=True, generator=g)
     angle = 2 * math.pi * torch.rand(n, generator=g)
     radius = r[k] + noise * torch.randn(n, generator=g)
@@ -113,6 +142,10 @@ def rings(n: int, radii=(0.8, 1.6, 2.4), noise: float = 0.08, seed: Seed = 0) ->
 def checkerboard(n: int, size: float = 4.0, cells: int = 4, seed: Seed = 0) -> torch.Tensor:
     """Uniform density on the dark squares of a ``cells x cells`` checkerboard over ``[-size/2, size/2]^2``."""
     n = check_positive_int(n, "n")
+    size = check_real(size, "size", minimum=0, strict=True)
+    cells = check_positive_int(cells, "cells", minimum=2)
+    if cells % 2:
+        raise ValueError(f"cells must be even (the dark squares tile each row in pairs), got {cells}")
     g = _gen(seed)
     cell = size / cells
     i = torch.randint(0, cells, (n,), generator=g)

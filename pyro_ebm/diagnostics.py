@@ -31,6 +31,8 @@ import numpy as np
 import torch
 
 from . import _arviz
+from ._pointwise import pointwise_log_likelihood
+from ._validation import check_positive_int, check_real
 
 __all__ = [
     "STAT_ALIASES",
@@ -289,7 +291,7 @@ def _observed_dims(observed, dims):
     return out or None
 
 
-def to_arviz(source, sample_stats=None, *, observed=None, coords=None, dims=None):
+def to_arviz(source, sample_stats=None, *, observed=None, coords=None, dims=None, log_likelihood=None):
     """Convert MCMC draws (negatives) to ArviZ data, keeping chain and draw order.
 
     :param source: one of
@@ -312,10 +314,19 @@ def to_arviz(source, sample_stats=None, *, observed=None, coords=None, dims=None
         ``dims`` names the event dims of ``y``, an observed ``y`` of shape ``[n, *event]`` gets the dims
         ``["y_obs", *dims["y"]]``.
     :param coords: ArviZ coordinates, e.g. ``{"coord": ["x", "y"]}``.
-    :param dims: ArviZ dimension names per variable, e.g. ``{"y": ["coord"]}``.
+    :param dims: ArviZ dimension names per variable, e.g. ``{"y": ["coord"]}``. For a ``pyro.infer.MCMC``
+        run the dims of every site inside a ``pyro.plate`` default to the plate names.
+    :param log_likelihood: pointwise log-likelihood for ``az.loo``/``az.waic``: a dict name ->
+        ``[chains, draws, *obs]`` array, or for a ``pyro.infer.MCMC`` run ``None`` (the default: computed
+        for every observed site and every factor site, e.g. :func:`~pyro_ebm.energy_factor`, by running
+        the model once, vectorized over all draws with ``pyro.infer.Predictive``; a model that cannot be
+        vectorized gets a warning and no group), ``True`` (the same, but an error if it fails) or ``False``
+        (skip). A factor's "log-likelihood" is its log-factor ``-beta F``, so ``loo``/``waic`` make sense
+        only when the factors are normalized per observation.
     :return: ``arviz.InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on ArviZ 1.x, with a ``posterior``
-        group (dims ``chain, draw, *event``), a ``sample_stats`` group when there are stats and an
-        ``observed_data`` group when ``observed`` is given.
+        group (dims ``chain, draw, *event``), a ``sample_stats`` group when there are stats, an
+        ``observed_data`` group when ``observed`` is given (or the run has observed sites) and a
+        ``log_likelihood`` group as described above.
     :raises ValueError: draws without a ``[chains, draws]`` prefix, variables or stats whose
         ``[chains, draws]`` disagree, non-finite draws or stats; the message names the argument.
 
@@ -331,15 +342,51 @@ def to_arviz(source, sample_stats=None, *, observed=None, coords=None, dims=None
         'bool'
     """
     if _arviz.is_arviz_data(source):
-        if sample_stats is not None or observed is not None or coords is not None or dims is not None:
+        if any(a is not None for a in (sample_stats, observed, coords, dims, log_likelihood)):
             raise TypeError(
-                "source is already ArviZ data; sample_stats, observed, coords and dims cannot be added to it"
+                "source is already ArviZ data; sample_stats, observed, coords, dims and log_likelihood "
+                "cannot be added to it"
             )
         return source
+    if log_likelihood is not None and not isinstance(log_likelihood, (bool, Mapping)):
+        raise TypeError(
+            f"log_likelihood must be a dict name -> [chains, draws, *obs] array, True, False or None, "
+            f"got {type(log_likelihood).__name__}"
+        )
+    if isinstance(log_likelihood, bool) and log_likelihood and not _is_mcmc(source):
+        raise ValueError("log_likelihood=True needs a pyro.infer.MCMC source (the model is re-run on the draws)")
     draws, stats, labels, attrs, src_name = _split_source(source, sample_stats)
     shape = _validate_draws(draws, src_name)
     stats = _validate_stats(stats, labels, shape)
     observed_data = _observed_dict(observed, draws)
+    log_lik, obs_dims = None, None
+    if _is_mcmc(source) and log_likelihood is not False and not isinstance(log_likelihood, Mapping):
+        try:
+            recording = _recording_tools()
+            skip = {recording[0]} if recording else set()
+            log_lik, pyro_obs, post_dims, obs_dims = pointwise_log_likelihood(source, skip_sites=skip)
+        except Exception as exc:  # a model that cannot be vectorized over draws
+            if log_likelihood is True:
+                raise
+            warnings.warn(
+                f"to_arviz: no log_likelihood group; running the model vectorized over the draws failed "
+                f"({type(exc).__name__}: {exc}); pass log_likelihood=False to skip",
+                stacklevel=2,
+            )
+        else:
+            dims = {**post_dims, **(dims or {})} or None
+            if observed_data is None and pyro_obs:
+                observed_data = pyro_obs
+    elif isinstance(log_likelihood, Mapping):
+        log_lik = {str(k): _to_numpy(v, f"log_likelihood[{k!r}]") for k, v in log_likelihood.items()}
+        for key, arr in log_lik.items():
+            if arr.ndim < 2 or arr.shape[:2] != tuple(shape):
+                raise ValueError(
+                    f"log_likelihood[{key!r}] must have shape [chains, draws, *obs] with [chains, draws] = "
+                    f"{list(shape)}, got {list(arr.shape)}"
+                )
+            if arr.dtype.kind not in "biuf" or np.isnan(arr).any():
+                raise ValueError(f"log_likelihood[{key!r}] must be real without NaN")
     # per-chain attributes (pyro's acceptance rates) sit on sample_stats, or on posterior without stats
     group = "sample_stats" if stats else "posterior"
     return _arviz.from_dict(
@@ -348,8 +395,9 @@ def to_arviz(source, sample_stats=None, *, observed=None, coords=None, dims=None
         observed_data,
         coords=coords,
         dims=dims,
-        observed_dims=_observed_dims(observed_data, dims),
+        observed_dims={**(obs_dims or {}), **(_observed_dims(observed_data, dims) or {})} or None,
         attrs={group: attrs} if attrs else None,
+        log_likelihood=log_lik or None,
     )
 
 
@@ -464,11 +512,14 @@ def check_negatives(
 
     :param samples: anything :func:`to_arviz` accepts (ArviZ data included), with draws of shape
         ``[chains, draws, *event]``.
-    :param rhat_threshold: largest acceptable R-hat (1.01 is the strict modern advice, 1.05 the classic one).
-    :param min_ess: smallest acceptable bulk and tail ESS over all chains together (400 = 100 per chain for
-        four chains, Vehtari et al. 2021).
-    :param bfmi_threshold: BFMI below this in any chain flags poor momentum resampling (energy stat only).
-    :param max_divergence_fraction: largest acceptable fraction of divergent transitions (default: none).
+    :param rhat_threshold: largest acceptable R-hat, a number >= 1 (1.01 is the strict modern advice, 1.05
+        the classic one).
+    :param min_ess: smallest acceptable bulk and tail ESS over all chains together, >= 0 (400 = 100 per
+        chain for four chains, Vehtari et al. 2021).
+    :param bfmi_threshold: BFMI below this (>= 0) in any chain flags poor momentum resampling (energy stat
+        only).
+    :param max_divergence_fraction: largest acceptable fraction of divergent transitions, in ``[0, 1]``
+        (default: none). A NaN threshold is an error, never a check that silently passes.
     :param var_names: variables to check (default: all in the ``posterior`` group).
     :param warn: emit a :class:`NegativesWarning` when a check fails.
     :return: a :class:`NegativesReport`.
@@ -482,6 +533,12 @@ def check_negatives(
         >>> report.ok, report.n_chains, report.ess_per_chain.shape
         (True, 4, (4,))
     """
+    rhat_threshold = check_real(rhat_threshold, "rhat_threshold", minimum=1.0)
+    min_ess = check_real(min_ess, "min_ess", minimum=0.0)
+    bfmi_threshold = check_real(bfmi_threshold, "bfmi_threshold", minimum=0.0)
+    max_divergence_fraction = check_real(max_divergence_fraction, "max_divergence_fraction", minimum=0.0)
+    if max_divergence_fraction > 1:
+        raise ValueError(f"max_divergence_fraction must be in [0, 1], got {max_divergence_fraction}")
     data = _as_arviz(samples)
     draws = _arviz.group_arrays(data, "posterior")
     if draws is None:
@@ -637,23 +694,44 @@ def energy_gap(data_energies, negative_energies) -> EnergyGap:
 # ------------------------------------------------------------------------------------------------ plots
 
 
-def plot_trace(source, *, var_names=None, **kwargs):
+def _chain_subset(data, max_chains):
+    """At most ``max_chains`` chains, evenly spread over all of them (first and last included)."""
+    if max_chains is None:
+        return data
+    max_chains = check_positive_int(max_chains, "max_chains")
+    draws = _arviz.group_arrays(data, "posterior") or {}
+    if not draws:
+        return data
+    chains = next(iter(draws.values())).shape[0]
+    if chains <= max_chains:
+        return data
+    keep = np.unique(np.round(np.linspace(0, chains - 1, max_chains)).astype(int))
+    return _arviz.select_chains(data, keep)
+
+
+def plot_trace(source, *, var_names=None, max_chains=8, **kwargs):
     """Trace plot of the draws (one line per chain) through ArviZ, with divergences marked if recorded.
 
     :param source: anything :func:`to_arviz` accepts.
+    :param max_chains: draw at most this many chains, evenly spread over all of them (first and last
+        included), so that hundreds of chains do not draw a solid block; ``None`` draws every chain.
+        Summaries (:func:`summary`, :func:`check_negatives`) always use every chain.
     :param kwargs: passed to ArviZ's trace plot (``plot_trace`` on 0.x, ``plot_trace_dist`` on 1.x).
     :return: the matplotlib ``Figure``.
     """
-    return _arviz.plot_trace(_as_arviz(source), var_names=var_names, **kwargs)
+    return _arviz.plot_trace(_chain_subset(_as_arviz(source), max_chains), var_names=var_names, **kwargs)
 
 
-def plot_rank(source, *, var_names=None, **kwargs):
+def plot_rank(source, *, var_names=None, max_chains=8, **kwargs):
     """Rank plot through ArviZ: the per-chain rank histograms are uniform when the chains have mixed.
 
+    Ranks are computed over the drawn chains only.
+
     :param source: anything :func:`to_arviz` accepts.
+    :param max_chains: draw at most this many chains, evenly spread (``None``: all); see :func:`plot_trace`.
     :return: the matplotlib ``Figure``.
     """
-    return _arviz.plot_rank(_as_arviz(source), var_names=var_names, **kwargs)
+    return _arviz.plot_rank(_chain_subset(_as_arviz(source), max_chains), var_names=var_names, **kwargs)
 
 
 def plot_energy(source, **kwargs):

@@ -27,7 +27,7 @@ from torch import nn
 
 from ._validation import check_finite
 
-__all__ = ["Energy", "LatentEnergy", "as_energy", "check_energy_output", "batch_shape_of"]
+__all__ = ["Energy", "LatentEnergy", "as_energy", "check_energy_output", "batch_shape_of", "call_energy"]
 
 
 def _as_size(shape, name: str) -> torch.Size:
@@ -90,6 +90,36 @@ def check_energy_output(
     if check_finite_values:
         check_finite(value, f"{name} output", allow_pos_inf=True)
     return value
+
+
+_MISMATCH_HINTS = ("size of tensor", "must match the size", "shape", "broadcast", "expected scalar type",
+                   "dtype", "expected both", "found at least two devices")
+
+
+def call_energy(energy, y: torch.Tensor, x=None, z=None, *, names=("y", "x")):
+    """Evaluate ``energy(y[, z][, x])``, turning torch's raw shape/dtype mismatch errors into a
+    ``ValueError``/``TypeError`` that names the arguments (``names``: how the caller calls ``y`` and ``x``).
+
+    An integer- or bool-valued output is promoted to ``y``'s floating dtype (the default dtype for an
+    integer ``y``), so exact enumeration over integer candidates works.
+    """
+    named = [(names[0], y)] + ([("z", z)] if z is not None else []) + ([(names[1], x)] if x is not None else [])
+    try:
+        out = energy(*[a for _, a in named])
+    except RuntimeError as exc:
+        msg = str(exc)
+        if len(named) < 2 or not any(h in msg for h in _MISMATCH_HINTS):
+            raise
+        shapes = ", ".join(f"{n} {tuple(a.shape)} {a.dtype}" for n, a in named if isinstance(a, torch.Tensor))
+        kind = TypeError if ("type" in msg or "dtype" in msg) else ValueError
+        raise kind(
+            f"the energy failed on {shapes}: the batch dimensions (or dtypes) of "
+            f"{' and '.join(n for n, _ in named)} must agree ({msg.splitlines()[0]})"
+        ) from exc
+    if isinstance(out, torch.Tensor) and not out.is_floating_point() and not out.is_complex():
+        dtype = y.dtype if y.is_floating_point() else torch.get_default_dtype()
+        out = out.to(dtype)
+    return out
 
 
 class Energy(nn.Module):
@@ -244,7 +274,7 @@ def as_energy(
                 )
         return fn
     if not callable(fn):
-        raise TypeError(f"energy must be callable (y[, x]) -> tensor, got {type(fn).__name__}")
+        raise TypeError(f"fn: the energy must be callable (y[, x]) -> tensor, got {type(fn).__name__}")
     event_shape = () if event_shape is None else event_shape
     if latent_shape is not None:
         return _CallableLatentEnergy(fn, event_shape, latent_shape)

@@ -23,8 +23,8 @@ from pyro.distributions import constraints
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import biject_to
 
-from ._validation import MAX_ENUMERATION, check_beta
-from .energy import Energy, as_energy, batch_shape_of, check_energy_output
+from ._validation import MAX_ENUMERATION, check_beta, check_beta_batch, check_some_finite
+from .energy import Energy, _as_size, as_energy, batch_shape_of, call_energy, check_energy_output
 
 __all__ = ["GibbsBoltzmann", "DiscreteGibbs", "energy_factor", "product_values"]
 
@@ -59,7 +59,10 @@ class GibbsBoltzmann(TorchDistribution):
     :param support: a ``torch.distributions.constraints`` constraint (default ``real``). Inference runs
         in the unconstrained space of ``biject_to(support)``.
     :param init: initial distribution (a distribution with the same event shape) or an initial point.
-    :param batch_shape: batch shape of the distribution (Pyro's plates expand it automatically).
+    :param batch_shape: batch shape of the distribution (Pyro's plates expand it automatically). The
+        distribution's ``batch_shape`` is this broadcast with a tensor ``beta``'s shape and with ``x``'s
+        batch shape; ``x``'s batch shape is read off the energy's output at one unbatched ``y`` (one extra
+        energy evaluation when ``x`` is given), never guessed from ``x.dim()``.
 
     Shapes: ``log_prob(y)`` takes ``y`` of shape ``sample + batch + event_shape`` and returns
     ``sample + batch``.
@@ -114,6 +117,10 @@ class GibbsBoltzmann(TorchDistribution):
         self._support = support
         self.x = x
         event_shape = self.energy.event_shape
+        batch_shape = _as_size(batch_shape, "batch_shape")
+        if x is not None:
+            batch_shape = _broadcast_or_raise(batch_shape, self._x_batch(), "batch_shape", "x's batch shape")
+        batch_shape = check_beta_batch(self.beta, batch_shape)
         if init is not None and not isinstance(init, (torch.Tensor, torch.distributions.Distribution)):
             raise TypeError(f"init must be a tensor or a distribution, got {type(init).__name__}")
         if isinstance(init, torch.distributions.Distribution) and tuple(init.event_shape) != tuple(event_shape):
@@ -123,7 +130,17 @@ class GibbsBoltzmann(TorchDistribution):
         if isinstance(init, torch.Tensor):
             batch_shape_of(init, event_shape, "init")
         self.init = init
-        super().__init__(torch.Size(batch_shape), event_shape, validate_args=validate_args)
+        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+
+    def _x_batch(self) -> torch.Size:
+        """The batch shape ``x`` contributes: the shape of ``F(y0, x)`` at one point ``y0`` without batch."""
+        like = self._like()
+        y0 = biject_to(self._support)(torch.zeros(self.energy.event_shape, dtype=like.dtype, device=like.device))
+        with torch.no_grad():
+            f0 = call_energy(self.energy, y0, self.x)
+        if not isinstance(f0, torch.Tensor):
+            raise TypeError(f"{self.energy._label()} must return a torch.Tensor, got {type(f0).__name__}")
+        return f0.shape
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self):
@@ -140,7 +157,13 @@ class GibbsBoltzmann(TorchDistribution):
         """``-beta * F(value, x)``, shape ``sample + batch``. Validates the energy's output shape, and with
         validation on (Pyro's default) that it has no NaN or ``-inf``."""
         batch = batch_shape_of(value, self.event_shape, "value")
-        f = self.energy(value) if self.x is None else self.energy(value, self.x)
+        if not value.is_floating_point():
+            raise TypeError(
+                f"value must be a floating-point tensor (GibbsBoltzmann is a density over real y), got dtype "
+                f"{value.dtype}; use DiscreteGibbs for a finite set of values"
+            )
+        _broadcast_or_raise(batch, self.batch_shape, "value's batch shape", "the distribution's batch_shape")
+        f = call_energy(self.energy, value, self.x, names=("value", "x"))
         check_energy_output(f, batch, name=self.energy._label(), check_finite_values=bool(self._validate_args))
         lp = -_beta_tensor(self.beta, f) * f
         shape = torch.broadcast_shapes(lp.shape, self.batch_shape)
@@ -174,6 +197,13 @@ class GibbsBoltzmann(TorchDistribution):
             f"GibbsBoltzmann(energy={self.energy._label()}, beta={self.beta}, "
             f"event_shape={tuple(self.event_shape)}, batch_shape={tuple(self.batch_shape)})"
         )
+
+
+def _broadcast_or_raise(a, b, a_name: str, b_name: str) -> torch.Size:
+    try:
+        return torch.broadcast_shapes(a, b)
+    except RuntimeError:
+        raise ValueError(f"{a_name} {tuple(a)} does not broadcast with {b_name} {tuple(b)}") from None
 
 
 class _FiniteSet(constraints.Constraint):
@@ -218,10 +248,15 @@ class DiscreteGibbs(TorchDistribution):
     :param values: candidate outputs, shape ``[K, *event_shape]``.
     :param beta: inverse temperature > 0 (``inf`` allowed), float or tensor broadcastable to the batch.
     :param x: optional conditioning; its batch dimensions become the distribution's ``batch_shape``.
+    :param batch_ndims: how many batch dimensions the energy's output has for one candidate (``x``'s batch
+        rank). Default: read off the energy's output at ``values[0]`` (one extra evaluation), never guessed
+        from ``x.dim()`` (``x`` may have event dimensions of its own).
     :param max_candidates: refuse (with a ``ValueError``) to evaluate more than this many energies.
 
-    The energy is called once, on ``values`` reshaped to ``[K, 1, ..., 1, *event_shape]`` so that it
-    broadcasts against ``x``; it must return ``[K, *batch]``.
+    The energy is called on ``values`` reshaped to ``[K, 1, ..., 1, *event_shape]`` so that it
+    broadcasts against ``x``; it must return ``[K, *batch]``. A tensor ``beta`` broadcasts with the batch
+    and its shape is part of ``batch_shape``. Integer candidates are fine (an integer-valued energy is
+    promoted to floating point); a batch row where every candidate has energy ``+inf`` is an error.
 
     Example::
 
@@ -272,18 +307,25 @@ class DiscreteGibbs(TorchDistribution):
             )
         # Evaluate all candidates in one call, broadcasting against x's batch dimensions.
         if batch_ndims is None:
-            batch_ndims = 0
-            if isinstance(x, torch.Tensor):
-                batch_ndims = max(x.dim() - len(event_shape), 0)
+            with torch.no_grad():
+                f0 = call_energy(self.energy, values[0], x, names=("values", "x"))
+            if not isinstance(f0, torch.Tensor):
+                raise TypeError(f"{self.energy._label()} must return a torch.Tensor, got {type(f0).__name__}")
+            batch_ndims = f0.dim()
+        elif isinstance(batch_ndims, bool) or not isinstance(batch_ndims, int) or batch_ndims < 0:
+            raise ValueError(f"batch_ndims must be an integer >= 0, got {batch_ndims!r}")
         y = values.reshape((k,) + (1,) * batch_ndims + tuple(event_shape))
-        f = self.energy(y) if x is None else self.energy(y, x)
+        f = call_energy(self.energy, y, x, names=("values", "x"))
         check_energy_output(f, y.shape[: 1 + batch_ndims], name=self.energy._label())
+        batch = check_beta_batch(self.beta, f.shape[1:], what="the batch shape of the energies")
+        f = f.reshape((k,) + (1,) * (len(batch) - f.dim() + 1) + tuple(f.shape[1:])).expand((k,) + tuple(batch))
         if f.numel() > max_candidates:
             raise ValueError(
                 f"enumerating {k} candidates over batch {tuple(f.shape[1:])} needs {f.numel()} energies, more "
                 f"than max_candidates={max_candidates}; use MCMC (pyro_ebm.mcmc.sample) instead"
             )
         self.energies = f.movedim(0, -1)  # [*batch, K]
+        check_some_finite(self.energies, self.energy._label())
         self.logits = _gibbs_logits(self.energies, self.beta)
         super().__init__(self.energies.shape[:-1], event_shape, validate_args=validate_args)
 
@@ -383,7 +425,10 @@ def energy_factor(name: str, energy: torch.Tensor, beta=1.0, *, has_rsample: Opt
     scale outside the log-sum-exp).
 
     :param name: site name.
-    :param energy: an already evaluated energy tensor (any shape; its dims are batch dims of the factor).
+    :param energy: an already evaluated energy tensor; its dims are batch dims of the factor. Inside
+        plates its dim at each plate's position must have the plate's size (a ``[B, 1]`` energy
+        inside ``plate(B)`` is rejected: it would count the factor ``B`` times). An integer energy is
+        promoted to the default floating dtype.
     :param beta: inverse temperature > 0 (float or tensor broadcastable to ``energy``).
     :returns: the log-factor ``-beta * energy``.
 
@@ -404,10 +449,37 @@ def energy_factor(name: str, energy: torch.Tensor, beta=1.0, *, has_rsample: Opt
         raise TypeError(f"name must be a string, got {type(name).__name__}")
     if not isinstance(energy, torch.Tensor):
         raise TypeError(f"energy must be a tensor (an evaluated energy), got {type(energy).__name__}")
+    if energy.is_complex():
+        raise TypeError(f"energy must be real, got dtype {energy.dtype}")
+    if not energy.is_floating_point():
+        energy = energy.to(torch.get_default_dtype())
     check_beta(beta)
+    _check_plate_dims(energy)
+    check_beta_batch(beta, energy.shape, what="the energy's shape")
     log_factor = -_beta_tensor(beta, energy) * energy
     pyro.factor(name, log_factor, has_rsample=has_rsample)
     return log_factor
+
+
+def _check_plate_dims(energy: torch.Tensor) -> None:
+    """Inside plates, each of the energy's dims at a plate's position must have the plate's size.
+
+    A size-1 dim there (e.g. an energy ``[B, 1]`` inside ``plate(B)``) would broadcast over the plate and
+    count the factor ``B`` times; another size is a mismatch. Dims left of every plate (enumeration) and
+    energies outside plates are not checked.
+    """
+    from pyro.poutine.runtime import get_plates
+
+    for frame in get_plates():
+        if frame.dim is None or -frame.dim > energy.dim():
+            continue
+        size = energy.shape[frame.dim]
+        if size != frame.size:
+            raise ValueError(
+                f"energy has size {size} at dim {frame.dim}, where plate {frame.name!r} has size {frame.size}; "
+                f"an energy inside plates must have one value per plate element, got shape {tuple(energy.shape)}"
+                + (" (did it keep a trailing dimension of size 1?)" if size == 1 else "")
+            )
 
 
 def product_values(choices, n: int, *, max_candidates: int = MAX_ENUMERATION) -> torch.Tensor:

@@ -22,8 +22,8 @@ import torch
 from pyro.distributions import constraints
 from torch.distributions import biject_to
 
-from ._validation import MAX_ENUMERATION, check_beta, check_finite, check_positive_int
-from .energy import Energy, LatentEnergy, as_energy, batch_shape_of, check_energy_output
+from ._validation import MAX_ENUMERATION, check_beta, check_beta_batch, check_finite, check_positive_int, check_real
+from .energy import Energy, LatentEnergy, as_energy, batch_shape_of, call_energy, check_energy_output
 from .gibbs import DiscreteGibbs, energy_factor
 
 __all__ = [
@@ -116,10 +116,8 @@ def _cluster(y: torch.Tensor, e: torch.Tensor, tol: float) -> Minima:
     return Minima(y[idx], e[idx], torch.tensor(counts))
 
 
-def _call(energy: Energy, y, x, z=None):
-    if energy.has_latent:
-        return energy(y, z) if x is None else energy(y, z, x)
-    return energy(y) if x is None else energy(y, x)
+def _call(energy: Energy, y, x, z=None, names=("y", "x")):
+    return call_energy(energy, y, x, z if energy.has_latent else None, names=names)
 
 
 def _minimize(fn, u0: torch.Tensor, batch_ndim: int, steps: int, lr: float, tol: float):
@@ -191,8 +189,8 @@ def argmin_energy(
         (tensor([-1.,  1.]), 8)
     """
     steps = check_positive_int(steps, "steps")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
+    lr = check_real(lr, "lr", minimum=0.0, strict=True)
+    tol = check_real(tol, "tol", minimum=0.0)
     if not isinstance(y_init, torch.Tensor) or not y_init.is_floating_point():
         raise TypeError("y_init must be a floating-point tensor [restarts, *batch, *event_shape]")
     if event_shape is None and not isinstance(energy, Energy):
@@ -210,7 +208,7 @@ def argmin_energy(
     transform = biject_to(support)
     u0 = transform.inv(y_init)
     check_finite(u0, "y_init (outside the support)")
-    first = _call(energy, y_init, x)
+    first = _call(energy, y_init, x, names=("y_init", "x"))
     check_energy_output(first, batch, name=energy._label())
 
     def fn(u):
@@ -234,7 +232,8 @@ def argmin_candidates(
     """Exhaustive inference over a finite candidate set: ``argmin_k F(candidates[k], x)``.
 
     :param candidates: ``[K, *event_shape]``.
-    :param batch_ndims: number of batch dims contributed by ``x`` (default: ``x.dim() - len(event_shape)``).
+    :param batch_ndims: number of batch dims of the energy's output for one candidate (``x``'s batch rank);
+        default: read off the energy's output at ``candidates[0]`` (see :class:`~pyro_ebm.DiscreteGibbs`).
     :returns: ``(values, energies, index, all_energies)`` with shapes ``[*batch, *event_shape]``,
         ``[*batch]``, ``[*batch]`` and ``[*batch, K]``.
 
@@ -247,6 +246,8 @@ def argmin_candidates(
         >>> v, i
         (tensor([1., 3.]), tensor([1, 3]))
     """
+    if not isinstance(candidates, torch.Tensor):
+        raise TypeError(f"candidates must be a tensor [K, *event_shape], got {type(candidates).__name__}")
     d = DiscreteGibbs(energy, candidates, beta=1.0, x=x, batch_ndims=batch_ndims, max_candidates=max_candidates)
     idx = d.energies.argmin(-1)
     return candidates[idx], d.energies.gather(-1, idx.unsqueeze(-1)).squeeze(-1), idx, d.energies
@@ -272,6 +273,17 @@ def _latent_energy(energy) -> LatentEnergy:
     return energy
 
 
+def _check_z_values(energy: LatentEnergy, z_values) -> None:
+    if not isinstance(z_values, torch.Tensor):
+        raise TypeError(f"z_values must be a tensor [K, *latent_shape], got {type(z_values).__name__}")
+    latent = tuple(energy.latent_shape)
+    if z_values.dim() != 1 + len(latent) or tuple(z_values.shape[1:]) != latent or z_values.shape[0] == 0:
+        raise ValueError(
+            f"z_values must have shape [K, *latent_shape] = [K, {', '.join(map(str, latent))}] with K >= 1, "
+            f"got {tuple(z_values.shape)}"
+        )
+
+
 def _z_energy(energy: LatentEnergy, y: torch.Tensor, x) -> Energy:
     """The energy of ``z`` given ``y`` (and ``x``): ``z -> E(y, z, x)``."""
 
@@ -292,8 +304,9 @@ def latent_posterior(energy: LatentEnergy, y: torch.Tensor, z_values: torch.Tens
         ``E(y, z_k, x)``.
     """
     energy = _latent_energy(energy)
-    batch = batch_shape_of(y, energy.event_shape, "y")
-    return DiscreteGibbs(_z_energy(energy, y, x), z_values, beta=beta, batch_ndims=len(batch))
+    batch_shape_of(y, energy.event_shape, "y")
+    _check_z_values(energy, z_values)
+    return DiscreteGibbs(_z_energy(energy, y, x), z_values, beta=beta)
 
 
 def free_energy(energy: LatentEnergy, y: torch.Tensor, z_values: torch.Tensor, x=None, beta=1.0) -> torch.Tensor:
@@ -323,6 +336,7 @@ def free_energy(energy: LatentEnergy, y: torch.Tensor, z_values: torch.Tensor, x
     """
     beta = check_beta(beta, allow_inf=True)
     post = latent_posterior(energy, y, z_values, x, beta=1.0)
+    check_beta_batch(beta, post.batch_shape, what="the batch shape of y (and x)")
     return _soft_min(post.energies, beta)
 
 
@@ -429,6 +443,7 @@ def free_energy_importance(
             f"got {tuple(proposal.event_shape)}"
         )
     batch = batch_shape_of(y, energy.event_shape, "y")
+    check_beta_batch(beta, torch.broadcast_shapes(batch, proposal.batch_shape), what="the batch shape of y")
     with torch.no_grad():
         if generator is None:
             z = proposal.sample((num_samples,))
@@ -456,18 +471,37 @@ def latent_energy_model(energy: LatentEnergy, y: torch.Tensor, z_values: torch.T
 
     The model samples an index into ``z_values`` from a counting measure (a uniform categorical plus a
     ``log K`` factor), enumerates it in parallel, and adds :func:`~pyro_ebm.energy_factor` ``-beta E(y, z, x)``
-    inside a plate per batch dimension of ``y``. Pyro's ``TraceEnum_ELBO`` then sums ``z`` out exactly::
+    inside a plate per batch dimension of ``y``. Pyro's ``TraceEnum_ELBO`` then sums ``z`` out exactly
+    (``loss / beta == free_energy(energy, y, z_values, x, beta).sum()``), also for an energy without
+    parameters.
 
-        loss = TraceEnum_ELBO(max_plate_nesting=y_batch_ndim).differentiable_loss(model, lambda: None)
-        loss / beta == free_energy(energy, y, z_values, x, beta).sum()
+    ``y`` needs a non-empty batch, and a floating ``z_values`` must have ``y``'s dtype. Also usable with
+    ``infer_discrete`` to draw ``z`` from its Gibbs posterior. Returns the model (a callable with no
+    arguments).
 
-    Also usable with ``infer_discrete`` to draw ``z`` from its Gibbs posterior. Returns the model (a
-    callable with no arguments).
+    Example::
+
+        >>> import torch
+        >>> from pyro.infer import TraceEnum_ELBO
+        >>> from pyro_ebm import as_energy, free_energy, latent_energy_model
+        >>> E = as_energy(lambda y, z: (y - z) ** 2, latent_shape=())
+        >>> y, z_values, beta = torch.tensor([0.0, 0.5, 2.0]), torch.tensor([-1.0, 1.0]), 2.0
+        >>> model = latent_energy_model(E, y, z_values, beta=beta)
+        >>> loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model, lambda: None)
+        >>> torch.allclose(loss / beta, free_energy(E, y, z_values, beta=beta).sum())
+        True
     """
     energy = _latent_energy(energy)
     check_beta(beta)
     batch = batch_shape_of(y, energy.event_shape, "y")
-    batch_shape_of(z_values, energy.latent_shape, "z_values")
+    if batch.numel() == 0:
+        raise ValueError(f"y must have a non-empty batch [*batch, *event_shape], got shape {tuple(y.shape)}")
+    if not y.is_floating_point():
+        raise TypeError(f"y must be a floating-point tensor, got dtype {y.dtype}")
+    _check_z_values(energy, z_values)
+    if z_values.is_floating_point() and z_values.dtype != y.dtype:
+        raise TypeError(f"z_values must have y's dtype {y.dtype}, got {z_values.dtype}")
+    check_beta_batch(beta, batch, what="the batch shape of y")
     k = z_values.shape[0]
 
     def model():
@@ -475,7 +509,9 @@ def latent_energy_model(energy: LatentEnergy, y: torch.Tensor, z_values: torch.T
             uniform = dist.Categorical(logits=torch.zeros(k, dtype=y.dtype, device=y.device))
             idx = pyro.sample("z", uniform, infer={"enumerate": "parallel"})
             # undo the uniform prior's -log K: the free energy sums over z with counting measure
-            pyro.factor("counting_measure", torch.tensor(math.log(k), dtype=y.dtype, device=y.device))
+            # (a leaf that requires grad, so that the ELBO is differentiable for an energy without parameters)
+            log_k = torch.tensor(math.log(k), dtype=y.dtype, device=y.device, requires_grad=True)
+            pyro.factor("counting_measure", log_k)
             z = z_values[idx]
             energy_factor("energy", _call(energy, y, x, z), beta)
         return z

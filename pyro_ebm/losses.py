@@ -41,7 +41,7 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from ._validation import check_beta
+from ._validation import check_beta, check_beta_batch, check_some_finite
 
 __all__ = [
     "energy_loss",
@@ -173,6 +173,11 @@ def _check_candidates(energies, target, name: str = "energies"):
     if target.numel() and (target.min() < 0 or target.max() >= k):
         bad = target[(target < 0) | (target >= k)].flatten()[0].item()
         raise ValueError(f"target indices must be in [0, {k}) (K = {name}.shape[-1]), got {bad}")
+    if torch.isnan(energies.detach()).any() or torch.isneginf(energies.detach()).any():
+        from ._validation import check_finite
+
+        check_finite(energies.detach(), name, allow_pos_inf=True)
+    check_some_finite(energies, name)
     return energies, target.to(device=energies.device, dtype=torch.long)
 
 
@@ -449,6 +454,7 @@ def square_exp(pos: torch.Tensor, neg: torch.Tensor, beta=1.0, *, reduction: str
     reduction = _check_reduction(reduction)
     pos, neg, multi = _check_pair(pos, neg)
     beta = check_beta(beta)
+    check_beta_batch(beta, neg.shape[: neg.dim() - int(multi)], what="the batch shape of pos")
     b = _align(_beta_tensor(beta, neg), multi, neg.dim() - int(multi))
     loss = pos.square() + b * torch.exp(-neg)
     return _reduce(loss.sum(-1) if multi else loss, reduction)
@@ -559,6 +565,7 @@ def nll(energies: torch.Tensor, target: torch.Tensor, beta=1.0, *, reduction: st
     reduction = _check_reduction(reduction)
     energies, target = _check_candidates(energies, target)
     check_beta(beta, allow_inf=True)
+    check_beta_batch(beta, energies.shape[:-1], what="the batch shape of energies")
     _, emin, soft = _shifted_logsumexp(energies, beta)
     loss = _gather(energies, target) - emin.squeeze(-1) + soft.squeeze(-1)
     return _reduce(loss, reduction)
@@ -592,6 +599,7 @@ def mee(energies: torch.Tensor, target: torch.Tensor, beta=1.0, *, reduction: st
     reduction = _check_reduction(reduction)
     energies, target = _check_candidates(energies, target)
     check_beta(beta, allow_inf=True)
+    check_beta_batch(beta, energies.shape[:-1], what="the batch shape of energies")
     b, emin, soft = _shifted_logsumexp(energies, beta)
     b = b.squeeze(-1) if b.dim() > 0 else b
     gap = _gather(energies, target) - emin.squeeze(-1)  # >= 0
@@ -681,13 +689,16 @@ def info_nce(pos: torch.Tensor, neg: torch.Tensor, beta=1.0, *, reduction: str =
     reduction = _check_reduction(reduction)
     pos, neg, multi = _check_pair(pos, neg)
     check_beta(beta)
+    check_beta_batch(beta, neg.shape[: neg.dim() - int(multi)], what="the batch shape of pos")
     b = _beta_tensor(beta, neg)
     if b.dim() > 0:
         b = b.unsqueeze(-1)
     if not multi:
         pos, neg = pos.unsqueeze(-1), neg.unsqueeze(-1)
-    logits = -b * torch.cat([pos, neg], dim=-1)
-    loss = torch.logsumexp(logits, dim=-1) - logits[..., 0]
+    energies = torch.cat([pos, neg], dim=-1)
+    # shift by the smallest energy before scaling, so that large energies keep their float precision
+    shifted = energies - energies.detach().min(-1, keepdim=True).values
+    loss = torch.logsumexp(-b * shifted, dim=-1) + (b * shifted)[..., 0]
     return _reduce(loss, reduction)
 
 
@@ -816,10 +827,12 @@ def nca(energies: torch.Tensor, same: torch.Tensor, beta=1.0, *, reduction: str 
             f"({int(alone.sum())} anchors in total)"
         )
     check_beta(beta)
+    check_beta_batch(beta, energies.shape[:-1], what="the batch shape of energies")
     b = _beta_tensor(beta, energies)
     if b.dim() > 0:
         b = b.unsqueeze(-1)
-    logits = -b * energies
+    # shift by the smallest energy before scaling, so that large energies keep their float precision
+    logits = -b * (energies - energies.detach().min(-1, keepdim=True).values)
     masked = logits.masked_fill(~same, float("-inf"))
     loss = torch.logsumexp(logits, dim=-1) - torch.logsumexp(masked, dim=-1)
     return _reduce(loss, reduction)

@@ -172,6 +172,16 @@ def spectral_norm(
     from torch.nn.utils import parametrize
     from torch.nn.utils.parametrizations import spectral_norm as _sn
 
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    n_power_iterations = check_positive_int(n_power_iterations, "n_power_iterations")
+    try:
+        types = tuple(types)
+    except TypeError:
+        raise TypeError(f"types must be a sequence of module classes, got {types!r}") from None
+    if not all(isinstance(t, type) and issubclass(t, nn.Module) for t in types):
+        raise TypeError(f"types must be a sequence of module classes, got {types!r}")
+
     targets = [m for m in module.modules() if isinstance(m, tuple(types))]
     for m in targets:
         if not parametrize.is_parametrized(m, "weight"):
@@ -181,6 +191,13 @@ def spectral_norm(
 
 # ------------------------------------------------------------------------------------------------------
 # history
+
+
+def _iterable(value, name):
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a list, got {type(value).__name__}") from None
 
 
 class History:
@@ -202,6 +219,10 @@ class History:
     """
 
     def __init__(self, records: Optional[List[dict]] = None):
+        if records is not None and (
+            isinstance(records, (str, bytes, dict)) or not all(isinstance(r, dict) for r in _iterable(records, "records"))
+        ):
+            raise TypeError(f"records must be a list of dicts (one per step), got {records!r}")
         self.records: List[Dict[str, float]] = list(records or [])
 
     def append(self, record: Dict[str, float]) -> None:
@@ -264,6 +285,8 @@ class DataOrder:
         self.generator = torch.Generator()
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+            raise TypeError(f"seed must be an integer in [0, 2**64) or None, got {seed!r}")
         self.generator.manual_seed(int(seed))
         self.perm = torch.randperm(self.n, generator=self.generator)
         self.pos = 0
@@ -301,7 +324,7 @@ def save_checkpoint(path, *, step, energy, optimizer, negatives, order, history)
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "history": history.state_dict(),
     }
-    path = os.fspath(path)
+    path = _check_checkpoint_path(path, "path")
     tmp = path + ".tmp"
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -312,7 +335,14 @@ def load_checkpoint(path, *, energy, optimizer, negatives, order, history) -> in
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"resume: no checkpoint at {path!r}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"resume: {path!r} is not a checkpoint written by fit ({type(exc).__name__}: {exc})") from exc
+    keys = ("step", "energy", "optimizer", "negatives", "data_order", "torch_rng", "cuda_rng", "history")
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"resume: {path!r} is not a checkpoint written by fit (missing {missing})")
     energy.load_state_dict(state["energy"])
     optimizer.load_state_dict(state["optimizer"])
     if hasattr(negatives, "load_state_dict"):
@@ -329,11 +359,31 @@ def load_checkpoint(path, *, energy, optimizer, negatives, order, history) -> in
 # the loop
 
 
+def _check_checkpoint_path(checkpoint, name: str = "checkpoint") -> str:
+    """Fail before training, not after it, when the checkpoint cannot be written."""
+    try:
+        path = os.fspath(checkpoint)
+    except TypeError:
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(checkpoint).__name__}") from None
+    if not isinstance(path, str):
+        path = os.fsdecode(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{name} must be a file path, got the directory {path!r}")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{name}: the directory {folder!r} of {path!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{name}: the directory {folder!r} of {path!r} is not writable")
+    return path
+
+
 def _check_fit_args(energy, data, x, loss, negatives, steps, regularizers, callbacks):
     if not isinstance(energy, nn.Module):
         raise TypeError(f"energy must be an Energy (an nn.Module with parameters), got {type(energy).__name__}")
     if not isinstance(data, torch.Tensor) or not data.is_floating_point():
         raise TypeError("data must be a floating-point tensor [N, *event_shape]")
+    if data.dim() == 0 or data.shape[0] == 0:
+        raise ValueError(f"data must hold at least one data point [N >= 1, *event_shape], got shape {tuple(data.shape)}")
     energy = as_energy(energy, event_shape=None if isinstance(energy, Energy) else data.shape[1:])
     batch = batch_shape_of(data, energy.event_shape, "data")
     if len(batch) != 1:
@@ -438,6 +488,8 @@ def fit(
     )
     if checkpoint_every is not None:
         checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+    if checkpoint is not None:
+        checkpoint = _check_checkpoint_path(checkpoint)
     if optimizer is None:
         optimizer = torch.optim.Adam(energy.parameters(), lr=lr, weight_decay=weight_decay)
     if seed is not None and resume is None:
