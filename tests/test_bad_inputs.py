@@ -399,24 +399,28 @@ CASES = {
         C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="gibbs-nuts", progress=False), "kernel"),
         C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, beta=NAN, progress=False), "beta"),
         C(lambda: _m().sample(F2, torch.full((4, 2), NAN), 5, 5, progress=False), "init"),
-        X(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="mala", step_size=NAN, progress=False),
+        C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="mala", step_size=NAN, progress=False),
           "step_size"),
-        X(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="ula", step_size=INF, progress=False),
+        C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="ula", step_size=INF, progress=False),
           "step_size"),
-        X(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="hmc", max_delta_energy=NAN, progress=False),
+        C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="hmc", max_delta_energy=NAN, progress=False),
           "max_delta_energy"),
+        C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, chees_lr=-1.0, progress=False), "chees_lr"),
+        C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="ula", noise=NAN, progress=False), "noise"),
+        C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, step_size=INF, progress=False), "step_size"),
     ],
     "pyro_ebm.mcmc.Samples": Exempt("result type, built by sample"),
     "pyro_ebm.mcmc.PersistentChains": [
         C(lambda: _m().PersistentChains(F2, 0, event_shape=(2,)), "buffer_size"),
         C(lambda: _m().PersistentChains(F2, 16, event_shape=(2,), reinit_prob=1.5), "reinit_prob"),
-        X(lambda: _m().PersistentChains(F2, 16, event_shape=(2,), noise_scale=NAN).sample(16, 5), "noise_scale"),
-        X(lambda: _m().PersistentChains(F2, 16, init=torch.full((16, 2), NAN)), "init"),
+        C(lambda: _m().PersistentChains(F2, 16, event_shape=(2,), noise_scale=NAN).sample(16, 5), "noise_scale"),
+        C(lambda: _m().PersistentChains(F2, 16, init=torch.full((16, 2), NAN)), "init"),
     ],
-    "pyro_ebm.mcmc.RecordingNUTS": [X(lambda: _m().RecordingNUTS(_normal_model, step_size=NAN), "step_size")],
-    "pyro_ebm.mcmc.RecordingHMC": [X(lambda: _m().RecordingHMC(_normal_model, step_size=-1.0), "step_size")],
-    "pyro_ebm.mcmc.from_pyro_mcmc": [X(lambda: _m().from_pyro_mcmc(3), "mcmc"),
-                                     X(lambda: _m().from_pyro_mcmc(_unrun_mcmc()), "mcmc")],
+    "pyro_ebm.mcmc.RecordingNUTS": [C(lambda: _m().RecordingNUTS(_normal_model, step_size=NAN), "step_size")],
+    "pyro_ebm.mcmc.RecordingHMC": [C(lambda: _m().RecordingHMC(_normal_model, step_size=-1.0), "step_size")],
+    "pyro_ebm.mcmc.from_pyro_mcmc": [C(lambda: _m().from_pyro_mcmc(3), "mcmc"),
+                                     C(lambda: _m().from_pyro_mcmc(_unrun_mcmc()), "mcmc")],
+    "pyro_ebm.mcmc.TuningWarning": Exempt("warning class"),
     "pyro_ebm.mcmc.make_generator": [C(lambda: _m().make_generator(1.5, "cpu"), "seed"),
                                      C(lambda: _m().make_generator("a", "cpu"), "seed")],
     # ------------------------------------------------------------------ ml (sampler core)
@@ -444,14 +448,14 @@ CASES = {
                                          C(lambda: _neg().MCMCNegatives(kernel="magic"), "kernel"),
                                          C(lambda: _neg().MCMCNegatives(init_scale=-1.0), "init_scale")],
     "pyro_ebm.negatives.ContrastiveDivergence": [
-        X(lambda: _neg().ContrastiveDivergence(k=0), r"\bk\b"),
+        C(lambda: _neg().ContrastiveDivergence(k=-1), r"\bk\b"),  # k=0 is CD-0: the data themselves
         C(lambda: _neg().ContrastiveDivergence(step_size=NAN), "step_size"),
         C(lambda: _neg().ContrastiveDivergence(noise=NAN), "noise"),
     ],
     "pyro_ebm.negatives.PersistentNegatives": [
         C(lambda: _neg().PersistentNegatives(buffer_size=0), "buffer_size"),
-        X(lambda: _neg().PersistentNegatives(step_size=INF), "step_size"),
-        X(lambda: _neg().PersistentNegatives(noise_scale=NAN), "noise_scale"),
+        C(lambda: _neg().PersistentNegatives(step_size=INF), "step_size"),
+        C(lambda: _neg().PersistentNegatives(noise_scale=NAN), "noise_scale"),
     ],
     "pyro_ebm.negatives.MostOffending": [C(lambda: _neg().MostOffending(radius=-1.0), "radius"),
                                          C(lambda: _neg().MostOffending(k=0), r"\bk\b"),
@@ -463,10 +467,14 @@ CASES = {
                                               r"\blr\b")],
     # ------------------------------------------------------------------ partition (sampler core)
     "pyro_ebm.partition.LogPartition": Exempt("result type, built by log_partition"),
+    "pyro_ebm.partition.EstimateWarning": Exempt("warning class"),
     "pyro_ebm.partition.Bracket": Exempt("result type, built by ais_bracket"),
     "pyro_ebm.partition.log_partition": [
         C(lambda: _part().log_partition(_e2(), method="magic"), "method"),
         C(lambda: _part().log_partition(_e2(), beta=NAN), "beta"),
+        C(lambda: _part().log_partition(_e2(), ess_fraction=1.5), "ess_fraction"),
+        C(lambda: _part().log_partition(_e2(), num_replicas=1), "num_replicas"),
+        C(lambda: _part().log_partition(_e2(), method="quadrature", low=[-1, -1], high=[1, 1], dtype="x"), "dtype"),
     ],
     "pyro_ebm.partition.ais_bracket": [C(lambda: _part().ais_bracket(_e2(), [[0.0, 0.0]]), "samples")],
     "pyro_ebm.partition.log_likelihood": [
@@ -479,7 +487,38 @@ CASES = {
     ],
     "pyro_ebm.partition.energy_from_model": [C(lambda: _part().energy_from_model(3), "model"),
                                              C(lambda: _part().energy_from_model(_normal_model, site=3), "site")],
+    # ------------------------------------------------------------------ structured
+    "pyro_ebm.structured.chain_free_energy": [
+        C(lambda: _st().chain_free_energy(_U(), _P(), beta=0.0), "beta"),
+        C(lambda: _st().chain_free_energy(torch.full((2, 3, 4), NAN), _P()), "unary"),
+    ],
+    "pyro_ebm.structured.chain_energy": [
+        C(lambda: _st().chain_energy(torch.zeros(2, 3, dtype=torch.long), _U(), torch.zeros(4, 5)), "pairwise")],
+    "pyro_ebm.structured.viterbi": [C(lambda: _st().viterbi(_U(), torch.zeros(3, 3)), "pairwise")],
+    "pyro_ebm.structured.chain_marginals": [C(lambda: _st().chain_marginals(_U(), _P(), beta=-1.0), "beta")],
+    "pyro_ebm.structured.sample_chain": [C(lambda: _st().sample_chain(_U(), _P(), beta=NAN), "beta")],
+    "pyro_ebm.structured.kbest": [C(lambda: _st().kbest(_U(), _P(), k=0), r"\bk\b")],
+    "pyro_ebm.structured.pad_sequences": [C(lambda: _st().pad_sequences([]), "sequences")],
+    "pyro_ebm.structured.LinearChainGibbs": [C(lambda: _st().LinearChainGibbs(_U(), _P(), beta=0.0), "beta")],
+    "pyro_ebm.structured.Semiring": [C(lambda: _st().Semiring(0.0), "beta")],
+    "pyro_ebm.structured.soft_dtw": [C(lambda: _st().soft_dtw(torch.zeros(2, 3, 3), beta=0.0), "beta"),
+                                     C(lambda: _st().soft_dtw(torch.full((2, 3, 3), NAN)), "cost")],
+    "pyro_ebm.structured.dtw": [C(lambda: _st().dtw(torch.zeros(2, 0, 3)), "cost")],
+    "pyro_ebm.structured.squared_distances": [
+        C(lambda: _st().squared_distances(torch.zeros(2, 3), torch.zeros(2, 4)), r"\bx\b|\by\b")],
 }
+
+
+def _st():
+    return importlib.import_module("pyro_ebm.structured")
+
+
+def _U():
+    return torch.zeros(2, 3, 4)
+
+
+def _P():
+    return torch.zeros(4, 4)
 
 
 # ---------------------------------------------------------------------------------------------- walking

@@ -455,7 +455,7 @@ def test_bad_input_messages():
     with pytest.raises(ValueError, match="target_accept"):
         sample(F, init, 1, 1, target_accept=1.5, progress=False)
     for bad in (0.0, -2.0, float("nan")):
-        with pytest.raises(ValueError, match="trajectory_length must be a finite number > 0"):
+        with pytest.raises(ValueError, match="trajectory_length must be"):
             sample(F, init, 1, 1, trajectory_length=bad, progress=False)
     with pytest.raises(TypeError, match="energy_or_model"):
         sample(3, init, 1, 1, progress=False)

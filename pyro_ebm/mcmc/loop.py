@@ -14,7 +14,7 @@ import numbers
 
 import torch
 
-from .._validation import check_positive_int
+from .._validation import check_positive_int, check_real
 from . import gibbs_binary, hmc, langevin, tempering as _tempering
 from .warmup import Warmup, warmup_schedule
 
@@ -31,15 +31,11 @@ OPTIONS = {
 
 
 def _positive(value, name: str, *, allow_zero: bool = False) -> float:
-    """A finite positive float (``>= 0`` with ``allow_zero``) or a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if isinstance(value, torch.Tensor) and value.numel() != 1:
-        raise ValueError(f"{name} must be a single number, got shape {tuple(value.shape)}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return v
+    """A finite number ``> 0`` (``>= 0`` with ``allow_zero``; a one-element tensor is read as its value),
+    or an error naming ``name``."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = float(value)
+    return check_real(value, name, minimum=0, strict=not allow_zero)
 
 
 class _Recorder:

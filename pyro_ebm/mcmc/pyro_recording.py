@@ -16,6 +16,7 @@ after warmup (Pyro does not track warmup divergences).
 
 from __future__ import annotations
 
+import math
 from typing import Dict
 
 import torch
@@ -43,6 +44,14 @@ class _StatsView(dict):
 
 
 class _RecordingMixin:
+    def __init__(self, *args, **kwargs):
+        step_size = kwargs.get("step_size", 1)
+        if isinstance(step_size, bool) or not isinstance(step_size, (int, float, torch.Tensor)):
+            raise TypeError(f"step_size must be a number, got {type(step_size).__name__}")
+        if not (float(step_size) > 0 and math.isfinite(float(step_size))):
+            raise ValueError(f"step_size must be a finite number > 0, got {step_size}")
+        super().__init__(*args, **kwargs)
+
     _user_save_params = None
 
     @property
@@ -151,6 +160,10 @@ def from_pyro_mcmc(mcmc) -> Samples:
     ``draws`` is ``{site: [chains, draws, *site_shape]}`` (constrained, as ``mcmc.get_samples``), and
     ``stats`` the per-draw statistics ``[chains, draws]``.
     """
+    if not callable(getattr(mcmc, "get_samples", None)):
+        raise TypeError(f"mcmc must be a finished pyro.infer.MCMC run, got {type(mcmc).__name__}")
+    if getattr(mcmc, "_samples", True) is None:
+        raise ValueError("mcmc is a pyro.infer.MCMC that has not been run; call mcmc.run(...) first")
     samples = mcmc.get_samples(group_by_chain=True)
     if STATS_SITE not in samples:
         raise ValueError("this MCMC run did not use RecordingNUTS/RecordingHMC: no per-draw statistics")

@@ -8,7 +8,7 @@ from typing import Callable, Dict, Optional
 import torch
 
 from .. import mcmc
-from .._validation import check_beta, check_positive_int
+from .._validation import check_beta, check_positive_int, check_real
 from ..energy import Energy, as_energy, check_energy_output
 from ..mcmc.samples import Samples
 from .base import Negatives, Seed, _flatten, _repeat
@@ -242,8 +242,7 @@ class ContrastiveDivergence(Negatives):
         self.n_neg = check_positive_int(n_neg, "n_neg")
         if kernel not in ("hmc", "mala", "ula"):
             raise ValueError(f"kernel must be one of 'ula', 'mala', 'hmc', got {kernel!r}")
-        if not float(step_size) > 0:
-            raise ValueError(f"step_size must be > 0, got {step_size}")
+        check_real(step_size, "step_size", minimum=0, strict=True)
         if noise is not None and not float(noise) >= 0:
             raise ValueError(f"noise must be >= 0, got {noise}")
         self.kernel = kernel
@@ -351,12 +350,11 @@ class PersistentNegatives(Negatives):
             raise ValueError(f"reinit_prob must be a probability in [0, 1], got {reinit_prob!r}")
         if kernel not in ("ula", "mala", "hmc", "gibbs"):
             raise ValueError(f"kernel must be one of 'ula', 'mala', 'hmc', 'gibbs', got {kernel!r}")
-        if not float(step_size) > 0:
-            raise ValueError(f"step_size must be > 0, got {step_size}")
+        check_real(step_size, "step_size", minimum=0, strict=True)
         self.reinit_prob = float(reinit_prob)
         self.kernel = kernel
         self.step_size = float(step_size)
-        self.noise_scale = noise_scale
+        self.noise_scale = None if noise_scale is None else check_real(noise_scale, "noise_scale", minimum=0)
         self.noise = noise
         self.n_leapfrog = check_positive_int(n_leapfrog, "n_leapfrog")
         self.beta = check_beta(beta)
