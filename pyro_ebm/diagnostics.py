@@ -161,9 +161,21 @@ def _mcmc_parts(mcmc):
             diverging[c, idx] = True
         stats["diverging"] = diverging
     if "acceptance rate" in per_chain:
-        # pyro records one acceptance rate per chain, not one per draw: keep it as a group attribute
-        attrs["acceptance_rate_per_chain"] = [float(a) for a in per_chain["acceptance rate"]]
+        # pyro records one rate per chain, not one per draw: keep it as a group attribute. For HMC it is the
+        # fraction of accepted Metropolis proposals (its expectation is the mean accept_prob); for NUTS it
+        # is the fraction of transitions that moved, not an acceptance statistic, and a finished run keeps
+        # no accept_prob (the kernel resets it after each chain)
+        rates = [float(a) for a in per_chain["acceptance rate"]]
+        attrs["move_rate_per_chain" if _is_nuts(mcmc) else "acceptance_rate_per_chain"] = rates
     return draws, stats, attrs
+
+
+def _is_nuts(mcmc) -> bool:
+    try:
+        from pyro.infer.mcmc import NUTS
+    except ImportError:  # pragma: no cover - pyro is a dependency
+        return False
+    return isinstance(getattr(mcmc, "kernel", None), NUTS)
 
 
 def _split_source(source, sample_stats):
@@ -300,8 +312,9 @@ def to_arviz(source, sample_stats=None, *, observed=None, coords=None, dims=None
         * a finished :class:`pyro.infer.MCMC` run: draws come from ``get_samples(group_by_chain=True)``;
           with the recording kernels of :mod:`pyro_ebm.mcmc` (``RecordingNUTS``/``RecordingHMC``) every
           per-draw statistic is kept, otherwise ``diverging`` is rebuilt from ``diagnostics()``.  Pyro's
-          per-chain acceptance rates go to the group attribute ``acceptance_rate_per_chain``.  The model
-          is never re-run;
+          per-chain acceptance rates of HMC go to the group attribute ``acceptance_rate_per_chain``; those
+          of NUTS, which count the transitions that moved (not an acceptance statistic), go to
+          ``move_rate_per_chain``.  The model is never re-run;
         * an object with ``draws`` (``[chains, draws, *event]``, or a dict of those keyed by site name),
           ``stats`` (dict) and an optional ``name`` (default ``"y"``), such as the library's ``Samples``;
         * ArviZ data (returned unchanged when no other argument is given).
@@ -448,6 +461,8 @@ class NegativesReport:
     divergence_fraction: float | None = None
     mean_acceptance: float | None = None
     problems: list = field(default_factory=list)
+    #: why ``mean_acceptance`` is ``None`` when the reason is worth telling (a stock Pyro NUTS run)
+    acceptance_note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -466,7 +481,8 @@ class NegativesReport:
             f"  BFMI (min)           {fmt(None if self.bfmi is None else float(np.min(self.bfmi)))}",
             f"  divergences          "
             + ("n/a" if self.n_divergent is None else f"{self.n_divergent} ({self.divergence_fraction:.1%})"),
-            f"  mean acceptance      {fmt(self.mean_acceptance)}",
+            f"  mean acceptance      {fmt(self.mean_acceptance)}"
+            + (f" ({self.acceptance_note})" if self.mean_acceptance is None and self.acceptance_note else ""),
         ]
         lines += ["  OK"] if self.ok else [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)
@@ -507,8 +523,8 @@ def check_negatives(
     Computes, over every coordinate of every variable: the largest rank-normalized split R-hat, the
     smallest bulk and tail ESS (all chains together), the bulk ESS of each chain on its own, BFMI per chain
     (when an ``energy`` stat is present), the number and fraction of divergent transitions (when
-    ``diverging`` is present) and the mean acceptance rate (``acceptance_rate`` stat, or pyro's per-chain
-    rates).  A :class:`NegativesWarning` lists every failed check.
+    ``diverging`` is present) and the mean acceptance rate (``acceptance_rate`` stat, or the per-chain
+    rates of a stock Pyro HMC run; a stock NUTS run has none).  A :class:`NegativesWarning` lists every failed check.
 
     :param samples: anything :func:`to_arviz` accepts (ArviZ data included), with draws of shape
         ``[chains, draws, *event]``.
@@ -583,6 +599,9 @@ def check_negatives(
         mean_acc = float(np.mean(np.asarray(attrs["acceptance_rate_per_chain"], dtype=float)))
     else:
         mean_acc = None
+    note = None
+    if mean_acc is None and "move_rate_per_chain" in attrs:
+        note = "stock Pyro NUTS keeps no accept_prob; RecordingNUTS records it"
 
     problems = []
     if math.isnan(max_rhat):
@@ -611,6 +630,7 @@ def check_negatives(
         divergence_fraction=frac_div,
         mean_acceptance=mean_acc,
         problems=problems,
+        acceptance_note=note,
     )
     if warn and problems:
         message = "MCMC negatives look unreliable: " + "; ".join(problems)

@@ -431,35 +431,6 @@ def make_negatives(sampler: str = "persistent", **options) -> Negatives:
     raise ValueError(f"sampler must be 'persistent', 'ula', 'hmc', 'tempering' or 'nuts', got {sampler!r}")
 
 
-class _WithProbeState:
-    """The negatives as :func:`ml_fit` hands them to ``fit``: the same calls and statistics, and a state
-    that also holds the :class:`SamplerDiagnostics`' (its random state and reports), so that ``fit``'s
-    checkpoints resume the diagnostics bit for bit."""
-
-    def __init__(self, negatives, diagnostics: SamplerDiagnostics):
-        self.negatives = negatives
-        self.callback = diagnostics
-
-    def __call__(self, energy, y, x=None):
-        return self.negatives(energy, y, x)
-
-    @property
-    def diagnostics(self):
-        return getattr(self.negatives, "diagnostics", None)
-
-    def state_dict(self) -> dict:
-        inner = self.negatives.state_dict() if hasattr(self.negatives, "state_dict") else {}
-        return {"negatives": inner, "sampler_diagnostics": self.callback.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        inner = state
-        if "sampler_diagnostics" in state:  # else: a checkpoint written without the callback's state
-            inner = state["negatives"]
-            self.callback.load_state_dict(state["sampler_diagnostics"])
-        if hasattr(self.negatives, "load_state_dict"):
-            self.negatives.load_state_dict(inner)
-
-
 class MLRun(NamedTuple):
     """Result of :func:`ml_fit`: the training ``history``, the ``negatives`` and the ``diagnostics`` callback."""
 
@@ -539,6 +510,5 @@ def ml_fit(
         callbacks.insert(0, diag)  # first, so that the other callbacks see its numbers in the history
     fit_options.setdefault("loss", losses.ml_sampled)
     loss = fit_options.pop("loss")
-    fed = negatives if diag is None else _WithProbeState(negatives, diag)
-    history = fit(energy, data, loss, fed, callbacks=callbacks, seed=seed, **fit_options)
+    history = fit(energy, data, loss, negatives, callbacks=callbacks, seed=seed, **fit_options)
     return MLRun(history, negatives, diag)

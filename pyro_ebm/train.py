@@ -312,7 +312,7 @@ class DataOrder:
 # checkpoints
 
 
-def save_checkpoint(path, *, step, energy, optimizer, negatives, order, history) -> None:
+def save_checkpoint(path, *, step, energy, optimizer, negatives, order, history, callbacks=()) -> None:
     """Write everything :func:`fit` needs to continue bit for bit (atomically: temp file, then rename)."""
     state = {
         "step": int(step),
@@ -323,6 +323,8 @@ def save_checkpoint(path, *, step, energy, optimizer, negatives, order, history)
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "history": history.state_dict(),
+        # callbacks with state (e.g. pyro_ebm.ml.SamplerDiagnostics: its RNG and reports), in order
+        "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in callbacks],
     }
     path = _check_checkpoint_path(path, "path")
     tmp = path + ".tmp"
@@ -330,7 +332,7 @@ def save_checkpoint(path, *, step, energy, optimizer, negatives, order, history)
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, *, energy, optimizer, negatives, order, history) -> int:
+def load_checkpoint(path, *, energy, optimizer, negatives, order, history, callbacks=()) -> int:
     """Restore a :func:`save_checkpoint` into the given objects; returns the step counter."""
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -352,6 +354,9 @@ def load_checkpoint(path, *, energy, optimizer, negatives, order, history) -> in
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     history.load_state_dict(state["history"])
+    for cb, cb_state in zip(callbacks, state.get("callbacks", [])):
+        if cb_state is not None and hasattr(cb, "load_state_dict"):
+            cb.load_state_dict(cb_state)
     return int(state["step"])
 
 
@@ -462,7 +467,8 @@ def fit(
     :param resume: path of a checkpoint to continue from; continuing gives bit-for-bit the run that was
         never interrupted (same arguments, CPU).
     :param callbacks: ``callback(step, history)``, called after every step; returning ``True`` stops
-        training (after the checkpoint, if any, is written).
+        training (after the checkpoint, if any, is written). A callback with ``state_dict()`` and
+        ``load_state_dict()`` is checkpointed and resumed with the rest.
     :param progress: show a tqdm progress bar.
     :returns: the :class:`History` (of the whole run, including resumed steps).
 
@@ -499,12 +505,13 @@ def fit(
     step = 0
     if resume is not None:
         step = load_checkpoint(
-            resume, energy=energy, optimizer=optimizer, negatives=negatives, order=order, history=history
+            resume, energy=energy, optimizer=optimizer, negatives=negatives, order=order, history=history,
+            callbacks=callbacks,
         )
 
     def save():
         save_checkpoint(checkpoint, step=step, energy=energy, optimizer=optimizer, negatives=negatives,
-                        order=order, history=history)
+                        order=order, history=history, callbacks=callbacks)
 
     from tqdm.auto import tqdm
 

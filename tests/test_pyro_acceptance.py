@@ -45,8 +45,6 @@ def test_stock_hmc_reports_its_accepted_fraction_a_consistent_acceptance_estimat
     assert abs(reported - p) < 4 * math.sqrt(p * (1 - p) / 300)
 
 
-@pytest.mark.xfail(strict=True, reason="Pyro's NUTS 'acceptance rate' is the fraction of transitions that moved; "
-                                       "diagnostics must stop reporting it as the mean acceptance")
 def test_stock_nuts_does_not_pass_its_move_fraction_off_as_acceptance():
     """For NUTS, Pyro's per-chain 'acceptance rate' is the fraction of transitions whose sampled state
     differs from the start (close to 1), not the mean acceptance statistic (RecordingNUTS records it from
