@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Dict, Optional, Union
 
 import torch
 
+from .._rng import check_seed, make_generator
 from ..energy import Energy, as_energy, batch_shape_of, check_energy_output
 
 __all__ = ["Negatives", "negative_energies"]
@@ -121,9 +121,7 @@ class Negatives:
     diagnostics: Dict[str, float]
 
     def __init__(self, seed: Seed = None):
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, torch.Generator))):
-            raise TypeError(f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}")
-        self.seed = seed
+        self.seed = check_seed(seed)
         self._gen: Optional[torch.Generator] = seed if isinstance(seed, torch.Generator) else None
         self._pending_rng = None
         self.diagnostics = {}
@@ -174,14 +172,10 @@ class Negatives:
                     f"seed is a torch.Generator on {self.seed.device}, but the data are on {device}; "
                     "give a generator on the data's device or an int seed"
                 )
-            gen = torch.Generator(device=device)
+            gen = make_generator(self.seed, device)
             if self._pending_rng is not None:  # restored by load_state_dict before the first call
                 gen.set_state(self._pending_rng)
                 self._pending_rng = None
-            elif self.seed is None:
-                gen.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
-            else:
-                gen.manual_seed(int(self.seed))
             self._gen = gen
         return self._gen
 
