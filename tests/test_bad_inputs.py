@@ -405,6 +405,8 @@ CASES = {
           "step_size"),
         X(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="hmc", max_delta_energy=NAN, progress=False),
           "max_delta_energy"),
+        X(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="hmc", chees_lr=-1.0, progress=False), "chees_lr"),
+        X(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="ula", noise=NAN, progress=False), "noise"),
     ],
     "pyro_ebm.mcmc.Samples": Exempt("result type, built by sample"),
     "pyro_ebm.mcmc.PersistentChains": [
