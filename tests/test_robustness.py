@@ -378,3 +378,19 @@ def test_mixed_dtypes_name_the_arguments():
     lp = GibbsBoltzmann(lambda y, x: ((y - x) ** 2).sum(-1), x=torch.zeros(2, dtype=torch.float64),
                         event_shape=(2,)).log_prob(torch.ones(2))
     assert lp.dtype == torch.float64 and float(lp) == -2.0
+
+
+def test_sample_with_float64_energy_and_float32_init_names_or_promotes():
+    from pyro_ebm.mcmc import sample
+
+    class Bowl64(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+
+        def forward(self, y):
+            return ((y - self.c) ** 2).sum(-1)
+
+    # consistent promotion: the chains run in the promoted dtype, and the draws are finite
+    s = sample(as_energy(Bowl64(), event_shape=(2,)), torch.zeros(4, 2), 20, 5, seed=0, progress=False)
+    assert s.draws.dtype == torch.float64 and bool(torch.isfinite(s.draws).all())
