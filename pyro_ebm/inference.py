@@ -22,6 +22,7 @@ import torch
 from pyro.distributions import constraints
 from torch.distributions import biject_to
 
+from ._weights import importance_summary
 from ._validation import MAX_ENUMERATION, check_beta, check_beta_batch, check_finite, check_positive_int, check_real
 from .energy import Energy, LatentEnergy, as_energy, batch_shape_of, call_energy, check_energy_output
 from .gibbs import DiscreteGibbs, energy_factor
@@ -457,13 +458,8 @@ def free_energy_importance(
     check_energy_output(e, (num_samples,) + tuple(torch.broadcast_shapes(batch, pb)), name=energy._label())
     b = torch.as_tensor(beta, dtype=e.dtype, device=e.device)
     log_w = -b * e - proposal.log_prob(z).reshape(z.shape[: z.dim() - len(energy.latent_shape)])
-    log_mean = torch.logsumexp(log_w, 0) - math.log(num_samples)
-    with torch.no_grad():
-        w = torch.softmax(log_w, 0)  # normalized weights
-        ess = 1.0 / (w**2).sum(0)
-        rel_sd = (w * num_samples).std(0, unbiased=True)
-        stderr = rel_sd / math.sqrt(num_samples) / b
-    return Estimate(-log_mean / b, stderr, ess)
+    log_mean, rel_se, ess = importance_summary(log_w, 0)
+    return Estimate(-log_mean / b, rel_se / b, ess)
 
 
 def latent_energy_model(energy: LatentEnergy, y: torch.Tensor, z_values: torch.Tensor, x=None, beta=1.0):

@@ -10,6 +10,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
+from .._weights import importance_summary
 from ..energy import Energy, as_energy, check_energy_output
 from ..inference import Estimate
 
@@ -137,13 +138,5 @@ def _call_energy(energy: Energy, y: torch.Tensor, label: str) -> torch.Tensor:
 
 
 def _weights_summary(log_w: torch.Tensor):
-    n = log_w.numel()
-    lse = torch.logsumexp(log_w, 0)
-    log_mean = lse - math.log(n)
-    if not torch.isfinite(lse):
-        nan = torch.tensor(math.nan, dtype=_F64)
-        return log_mean, nan, torch.zeros((), dtype=_F64)
-    w = torch.exp(log_w - lse)  # normalized
-    ess = 1.0 / (w**2).sum()
-    stderr = (w * n).std(unbiased=True) / math.sqrt(n)
-    return log_mean, stderr, ess
+    """``(log mean w, stderr, ESS)`` of 1-d log-weights (float64), by the library's one summary."""
+    return importance_summary(log_w.to(_F64), 0)
