@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import _arviz
+from .mcmc.pyro_recording import STATS_SITE, from_pyro_mcmc
 from ._pointwise import pointwise_log_likelihood
 from ._validation import check_positive_int, check_real
 
@@ -112,15 +113,6 @@ def _is_samples(obj) -> bool:
     return hasattr(obj, "draws") and hasattr(obj, "stats")
 
 
-def _recording_tools():
-    """``(stats site name, converter)`` of the recording Pyro kernels, or ``None`` if unavailable."""
-    try:
-        from .mcmc.pyro_recording import STATS_SITE, from_pyro_mcmc
-    except ImportError:  # pragma: no cover - the mcmc subpackage is optional here
-        return None
-    return STATS_SITE, from_pyro_mcmc
-
-
 def _mcmc_parts(mcmc):
     """Draws, per-draw stats and per-chain attributes of a finished ``pyro.infer.MCMC`` run."""
     if getattr(mcmc, "_samples", True) is None:
@@ -135,10 +127,9 @@ def _mcmc_parts(mcmc):
     if not isinstance(raw, Mapping) or not raw:
         raise ValueError("source is an MCMC run without draws; call mcmc.run(...) first")
     stats = {}
-    recording = _recording_tools()
-    if recording is not None and recording[0] in raw:
+    if STATS_SITE in raw:
         # RecordingNUTS / RecordingHMC carry per-draw statistics in an extra site
-        recorded = recording[1](mcmc)
+        recorded = from_pyro_mcmc(mcmc)
         raw, stats = recorded.draws, dict(recorded.stats)
     draws = {str(k): _to_numpy(v, f"source samples[{k!r}]") for k, v in raw.items()}
     first = next(iter(draws.values()))
@@ -375,8 +366,7 @@ def to_arviz(source, sample_stats=None, *, observed=None, coords=None, dims=None
     log_lik, obs_dims = None, None
     if _is_mcmc(source) and log_likelihood is not False and not isinstance(log_likelihood, Mapping):
         try:
-            recording = _recording_tools()
-            skip = {recording[0]} if recording else set()
+            skip = {STATS_SITE}
             log_lik, pyro_obs, post_dims, obs_dims = pointwise_log_likelihood(source, skip_sites=skip)
         except Exception as exc:  # a model that cannot be vectorized over draws
             if log_likelihood is True:
