@@ -279,6 +279,7 @@ class RBM(Energy):
         h_pos = torch.empty(B, self.n_hidden, dtype=w.dtype, device=w.device)
         v_neg = torch.empty_like(v_pos)
         h_neg = torch.empty_like(h_pos)
+        u_v, u_h = torch.empty_like(v_pos), torch.empty_like(h_pos)  # uniforms for the Bernoulli draws
         chain = torch.zeros_like(h_pos)  # hidden states of the persistent chains (scikit-learn starts at 0)
         history = History()
         from tqdm.auto import tqdm
@@ -289,12 +290,13 @@ class RBM(Energy):
                 for _ in range(n // B):
                     torch.index_select(data, 0, order.next(), out=v_pos)
                     _probs(torch.addmm(c, v_pos, W, out=h_pos), beta)
-                    h = chain if persistent else torch.bernoulli(h_pos, generator=gen, out=chain)
+                    if not persistent:
+                        _bernoulli(h_pos, u_h, gen, out=chain)
                     for _ in range(k):
-                        _probs(torch.addmm(b, h, W.T, out=v_neg), beta)
-                        torch.bernoulli(v_neg, generator=gen, out=v_neg)
+                        _probs(torch.addmm(b, chain, W.T, out=v_neg), beta)
+                        _bernoulli(v_neg, u_v, gen, out=v_neg)
                         _probs(torch.addmm(c, v_neg, W, out=h_neg), beta)
-                        h = torch.bernoulli(h_neg, generator=gen, out=chain)
+                        _bernoulli(h_neg, u_h, gen, out=chain)
                     _sgd_update(W, b, c, v_pos, h_pos, v_neg, h_neg, step)
                 recon = ((self.reconstruct(monitor) - monitor) ** 2).mean()
                 gap = self(v_neg).mean() - self(monitor).mean()
@@ -371,6 +373,13 @@ def _probs(pre: torch.Tensor, beta: float) -> torch.Tensor:
     if beta != 1.0:
         pre.mul_(beta)
     return pre.sigmoid_()
+
+
+def _bernoulli(p: torch.Tensor, u: torch.Tensor, gen: torch.Generator, out: torch.Tensor) -> torch.Tensor:
+    """``out <- 1[u < p]`` with fresh uniforms ``u`` (about twice as fast as ``torch.bernoulli`` on a CPU);
+    ``out`` may be ``p``."""
+    torch.rand(u.shape, generator=gen, dtype=u.dtype, device=u.device, out=u)
+    return torch.lt(u, p, out=out)
 
 
 def _sgd_update(W, b, c, v_pos, h_pos, v_neg, h_neg, step: float) -> None:

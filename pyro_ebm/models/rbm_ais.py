@@ -135,9 +135,9 @@ def rbm_ais(
             if k == len(ts) - 1:
                 break
             # one block-Gibbs sweep leaving f_k invariant
-            h = torch.bernoulli(torch.sigmoid(tk * x), generator=gen)
-            logits_v = torch.addmm(b, h, W.t()).mul_(tk).add_(a, alpha=1.0 - tk)
-            v = torch.bernoulli(torch.sigmoid(logits_v), generator=gen)
+            h = torch.rand(x.shape, generator=gen, dtype=_F64, device=device).lt_(torch.sigmoid(tk * x))
+            logits_v = torch.addmm(b, h.to(_F64), W.t()).mul_(tk).add_(a, alpha=1.0 - tk)
+            v = torch.rand(logits_v.shape, generator=gen, dtype=_F64, device=device).lt_(logits_v.sigmoid_())
             av, bv = v @ a, v @ b
             x = torch.addmm(c, v, W)
             f_prev = (1.0 - tk) * av + tk * bv + tf.softplus(tk * x).sum(-1)
