@@ -142,8 +142,9 @@ class Hopfield(Energy):
             for sweeps in range(1, max_sweeps + 1):
                 changed = torch.zeros_like(converged)
                 for i in torch.randperm(self.n, generator=gen).tolist():
-                    field = y @ W[:, i]
-                    new = torch.where(field > 0, 1.0, torch.where(field < 0, -1.0, y[:, i]))
+                    field = y @ W[i]  # W is symmetric: row i is column i, contiguous
+                    new = torch.sign(field)
+                    new = torch.where(new == 0, y[:, i], new)
                     changed |= new != y[:, i]
                     y[:, i] = new
                 converged = ~changed
