@@ -12,13 +12,13 @@ doesn't work very well". Three experiments:
    strongly correlated (overlaps 0.3 to 0.8: they share the background), far from the random patterns of
    the capacity theory: any pair is stored, but of the 120 triples only {3, 6, 7} and {2, 4, 9} are
    fixed points of their own Hebbian net, and ten fail entirely.
-2. **Capacity.** ``P = alpha N`` random patterns in ``N`` units (1000; quick: 200), for ``alpha`` from 0.05
+2. **Capacity.** ``P = alpha N`` random patterns in ``N`` units (1000; quick: 100), for ``alpha`` from 0.05
    to 0.25. Each stored pattern is the start of asynchronous recall; reported: the mean final overlap
    ``m`` with the pattern, and the estimated capacity, the smallest ``alpha`` whose mean overlap falls
    below 0.9. Theory (Amit, Gutfreund & Sompolinsky 1985): retrieval breaks down at ``alpha_c = 0.138``
    as ``N -> infinity``; at finite ``N`` the transition is smoothed and sits a little higher.
-3. **Spurious minima.** Recall from random states of a net holding 3 random patterns (``N = 200``): the
-   fraction of runs that end at a stored pattern, at a negated one (the energy is even: ``-y`` is as low as
+3. **Spurious minima.** Recall from random states of a net holding 3 random patterns (``N = 200``; quick:
+   100): the fraction of runs that end at a stored pattern, at a negated one (the energy is even: ``-y`` is as low as
    ``y``), or at a spurious minimum -- e.g. the three-pattern mixture ``sign(y1 + y2 + y3)``, also a
    minimum nobody stored.
 
@@ -119,7 +119,7 @@ def make_figure(path, rows, alphas, overlaps, n):
     for r, (title, images) in enumerate(rows):
         for j in range(k):
             ax = fig.add_subplot(len(rows), 2 * k, r * 2 * k + j + 1)
-            ax.imshow(images[j].reshape(8, 8), cmap="gray_r", vmin=-1, vmax=1)
+            ax.imshow(images[j].numpy().reshape(8, 8), cmap="gray_r", vmin=-1, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
@@ -142,7 +142,7 @@ def main(argv=None) -> dict:
 
 def run(args) -> dict:
     t0 = time.time()
-    n, trials, reps = (200, 2, 5) if args.quick else (1000, 1, 20)
+    n, trials, reps = (100, 2, 5) if args.quick else (1000, 1, 20)
     alphas = [0.05, 0.08, 0.10, 0.12, 0.13, 0.14, 0.15, 0.16, 0.18, 0.20, 0.25]
     protos = digit_prototypes()
     digits = {}
@@ -152,14 +152,16 @@ def run(args) -> dict:
         if key == "367":
             shown = [("stored", protos[labels]), ("corrupted", noisy[:3]), ("recalled", rec[:3])]
     overlaps, alpha_c = capacity_sweep(n, alphas, trials, args.seed)
-    spurious = spurious_experiment(200, 100 if args.quick else 400, args.seed)
+    n_spurious = 100 if args.quick else 200
+    spurious = spurious_experiment(n_spurious, 100 if args.quick else 400, args.seed)
     print("digits (10% of the pixels flipped, async recall):")
     for key, r in digits.items():
         print(f"  prototypes {{{', '.join(key)}}} stored: recalled exactly {r['recalled_exactly']:.2f}, "
               f"mean overlap {r['mean_overlap']:.2f}")
     print(f"capacity, N = {n}: " + ", ".join(f"{a:.2f}:{m:.2f}" for a, m in zip(alphas, overlaps)))
     print(f"  first alpha with mean overlap < 0.9: {alpha_c:.2f} (theory 0.138)")
-    print(f"spurious minima (3 random patterns, N = 200, recall from random states): {json.dumps(spurious)}")
+    print(f"spurious minima (3 random patterns, N = {n_spurious}, recall from random states): "
+          f"{json.dumps(spurious)}")
     os.makedirs(args.out, exist_ok=True)
     fig_path = os.path.join(args.out, "hopfield.png")
     make_figure(fig_path, shown, alphas, overlaps, n)
