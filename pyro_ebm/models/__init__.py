@@ -9,6 +9,6 @@
 from .boltzmann import BoltzmannMachine
 from .hopfield import Hopfield, Recall
 from .rbm import RBM
-from .rbm_ais import rbm_ais
+from .ais import rbm_ais
 
 __all__ = ["Hopfield", "Recall", "BoltzmannMachine", "RBM", "rbm_ais"]

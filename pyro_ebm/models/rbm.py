@@ -7,7 +7,7 @@ the two layers (Smolensky 1986; Hinton 2002).
 
 The hidden units are conditionally independent given ``v`` (and vice versa), which gives the closed-form
 free energy above, two-block Gibbs sampling, an exact :math:`\log Z` by enumerating the smaller layer, and
-AIS from a base-rate model (:mod:`pyro_ebm.models.rbm_ais`) when both layers are large.
+AIS from a base-rate model (:mod:`pyro_ebm.models.ais`) when both layers are large.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ..mcmc import make_generator, sample as mcmc_sample
 from ..partition import LogPartition, log_partition
 from ..train import DataOrder, History
 from ._common import JointState, check_binary, check_units
-from .rbm_ais import rbm_ais
+from .ais import rbm_ais
 
 __all__ = ["RBM"]
 
@@ -182,7 +182,7 @@ class RBM(Energy):
           :func:`pyro_ebm.partition.log_partition`: the visible free energy over all ``v``, or the hidden
           free energy over all ``h``. Options: ``max_units``, ``chunk_size``.
         * ``"ais"`` -- annealed importance sampling from the base-rate model (Salakhutdinov & Murray
-          2008), see :func:`pyro_ebm.models.rbm_ais.rbm_ais`; options ``num_particles`` (100),
+          2008), see :func:`pyro_ebm.models.ais.rbm_ais`; options ``num_particles`` (100),
           ``num_temperatures`` (14500), ``schedule``, ``base_logits`` (default: this model's
           ``base_logits`` from :meth:`fit`, else its visible biases) and ``seed``.
         """
