@@ -22,11 +22,12 @@ def check_units(value, name: str) -> int:
     return int(value)
 
 
-def check_binary(value, name: str, size: int, *, values=(0.0, 1.0), min_dim: int = 1) -> torch.Tensor:
+def check_binary(value, name: str, size: int, *, values=(0.0, 1.0), min_dim: int = 1, like=None) -> torch.Tensor:
     """``value`` as a floating tensor ``[..., size]`` whose entries are all in ``values``.
 
     Accepts tensors and array-likes (numpy arrays); integer and boolean tensors are converted to the
-    default floating dtype. Raises a ``TypeError``/``ValueError`` naming ``name``.
+    default floating dtype, and with ``like`` (a tensor) to its dtype and device. Raises a
+    ``TypeError``/``ValueError`` naming ``name``.
     """
     if not isinstance(value, torch.Tensor):
         try:
@@ -52,7 +53,7 @@ def check_binary(value, name: str, size: int, *, values=(0.0, 1.0), min_dim: int
             f"{name} must be binary (every entry {allowed}), but {int((~ok).sum())} entries are not "
             f"(e.g. {bad:g}); binarize it first"
         )
-    return value
+    return value if like is None else value.to(dtype=like.dtype, device=like.device)
 
 
 class JointState(Energy):

@@ -9,7 +9,8 @@ With the RBM's inverse temperature :math:`\beta` folded into its parameters (:ma
 :math:`\beta W, \beta b, \beta c`), the path of unnormalized marginals over ``v`` is
 
 .. math::
-    \log f_k(v) = (1 - t_k)\, a^\top v + t_k\, b^\top v + \sum_j \operatorname{softplus}\big(t_k (c_j + v^\top W_{:j})\big),
+    \log f_k(v) = (1 - t_k)\, a^\top v + t_k\, b^\top v
+                  + \sum_j \operatorname{softplus}\big(t_k (c_j + v^\top W_{:j})\big),
     \qquad 0 = t_0 < t_1 < \dots < t_K = 1,
 
 that is, the base-rate RBM (weights 0, hidden biases 0) and the target RBM with the *same* hidden units,

@@ -206,10 +206,11 @@ class BoltzmannMachine(Energy):
         like = self.bias_y
         if init is None:
             gen = make_generator(seed, like.device)
-            init = torch.bernoulli(torch.full((num_samples, n), 0.5, dtype=like.dtype, device=like.device), generator=gen)
+            half = torch.full((num_samples, n), 0.5, dtype=like.dtype, device=like.device)
+            init = torch.bernoulli(half, generator=gen)
             seed = gen
         else:
-            init = check_binary(init, "init", n, min_dim=2).to(like.dtype)
+            init = check_binary(init, "init", n, min_dim=2, like=like)
             if init.shape[0] != num_samples or init.dim() != 2:
                 raise ValueError(f"init must have shape [num_samples={num_samples}, {n}], got {tuple(init.shape)}")
         with torch.no_grad():
@@ -220,11 +221,12 @@ class BoltzmannMachine(Energy):
     def clamped_hidden(self, y: torch.Tensor, *, num_sweeps: int = 10, seed=None) -> torch.Tensor:
         """Samples of :math:`P(z \\mid y)` for each row of ``y`` ``[N, n_visible]``: Gibbs over the hidden
         units only, visible units clamped (the positive phase). Returns ``[N, n_hidden]``."""
-        y = check_binary(y, "y", self.n_visible, min_dim=2).to(self.bias_y.dtype)
+        y = check_binary(y, "y", self.n_visible, min_dim=2, like=self.bias_y)
         if y.dim() != 2:
             raise ValueError(f"y must have shape [N, {self.n_visible}], got {tuple(y.shape)}")
         gen = make_generator(seed, y.device)
-        z0 = torch.bernoulli(torch.full((y.shape[0], self.n_hidden), 0.5, dtype=y.dtype, device=y.device), generator=gen)
+        half = torch.full((y.shape[0], self.n_hidden), 0.5, dtype=y.dtype, device=y.device)
+        z0 = torch.bernoulli(half, generator=gen)
         nv = self.n_visible
         blocks = [torch.tensor([nv + j]) for j in range(self.n_hidden)]
         with torch.no_grad():
@@ -250,7 +252,7 @@ class BoltzmannMachine(Energy):
         :returns: a :class:`~pyro_ebm.train.History` with one record per epoch (``epoch`` and, while the
             model is small enough to enumerate, the exact mean ``nll`` of the data).
         """
-        data = check_binary(data, "data", self.n_visible, min_dim=2).to(self.bias_y.dtype)
+        data = check_binary(data, "data", self.n_visible, min_dim=2, like=self.bias_y)
         if data.dim() != 2:
             raise ValueError(f"data must have shape [N, {self.n_visible}], got {tuple(data.shape)}")
         epochs = check_positive_int(epochs, "epochs")
@@ -261,7 +263,8 @@ class BoltzmannMachine(Energy):
         order = DataOrder(data.shape[0], check_positive_int(batch_size, "batch_size"), seed=seed)
         gen = make_generator(seed, data.device)
         nv, n = self.n_visible, self.n_visible + self.n_hidden
-        fantasy = torch.bernoulli(torch.full((num_chains, n), 0.5, dtype=data.dtype), generator=gen)
+        half = torch.full((num_chains, n), 0.5, dtype=data.dtype, device=data.device)
+        fantasy = torch.bernoulli(half, generator=gen)
         history = History()
         steps = max(1, data.shape[0] // order.batch_size)
         for epoch in range(1, epochs + 1):
@@ -301,12 +304,13 @@ class BoltzmannMachine(Energy):
         if n > MAX_EXACT_STATES:
             raise ValueError(f"n_visible + n_hidden = {n} units are too many to enumerate exactly (at most "
                              f"{MAX_EXACT_STATES}); estimate log Z another way")
-        ys = product_values(torch.tensor([0.0, 1.0], dtype=self.bias_y.dtype), self.n_visible)
+        like = self.bias_y
+        ys = product_values(torch.tensor([0.0, 1.0], dtype=like.dtype, device=like.device), self.n_visible)
         return log_partition(self, self.beta, "exact", values=ys)
 
     def exact_nll(self, y: torch.Tensor) -> torch.Tensor:
         """Mean exact negative log-likelihood of the rows of ``y`` (small machines only)."""
-        y = check_binary(y, "y", self.n_visible).to(self.bias_y.dtype)
+        y = check_binary(y, "y", self.n_visible, like=self.bias_y)
         with torch.no_grad():
             log_z = self.log_partition().value.to(y.dtype)
             return (self.beta * self(y) + log_z).mean()
@@ -318,6 +322,6 @@ class BoltzmannMachine(Energy):
         energy enters through :func:`~pyro_ebm.energy_factor` ``exp(-beta E(y, z))``. Under
         ``TraceEnum_ELBO(max_plate_nesting=len(batch))`` the loss equals ``beta * F(y).sum()``. (Built by
         :func:`pyro_ebm.latent_energy_model`.)"""
-        y = check_binary(y, "y", self.n_visible).to(self.bias_y.dtype)
+        y = check_binary(y, "y", self.n_visible, like=self.bias_y)
         return latent_energy_model(self.latent_energy(), y, self.hidden_values(), beta=self.beta)
 

@@ -97,7 +97,8 @@ class Hopfield(Energy):
 
     def set_weight(self, weight: torch.Tensor) -> "Hopfield":
         """Replace the weights (checked: ``[n, n]``, symmetric, zero diagonal). Returns ``self``."""
-        self.weight = _check_weight(weight, self.n).to(self.weight.dtype).clone()
+        w = _check_weight(weight, self.n)
+        self.weight = w.to(dtype=self.weight.dtype, device=self.weight.device).clone()
         return self
 
     def store(self, patterns) -> "Hopfield":
@@ -107,7 +108,7 @@ class Hopfield(Energy):
         :param patterns: ``[P, n]`` of :math:`\pm 1` (a tensor or an array); adds to the stored weights.
         :returns: ``self``.
         """
-        y = check_binary(patterns, "patterns", self.n, values=_SPIN, min_dim=2).to(self.weight.dtype)
+        y = check_binary(patterns, "patterns", self.n, values=_SPIN, min_dim=2, like=self.weight)
         if y.dim() != 2:
             raise ValueError(f"patterns must have shape [P, {self.n}], got {tuple(y.shape)}")
         w = self.weight + y.T @ y / self.n
@@ -129,7 +130,7 @@ class Hopfield(Energy):
         :param seed: int or ``torch.Generator`` for the async update order.
         :returns: :class:`Recall`.
         """
-        y = check_binary(y, "y", self.n, values=_SPIN).to(self.weight.dtype).clone()
+        y = check_binary(y, "y", self.n, values=_SPIN, like=self.weight).clone()
         max_sweeps = check_positive_int(max_sweeps, "max_sweeps")
         batch = y.shape[:-1]
         y = y.reshape(-1, self.n)
@@ -169,6 +170,6 @@ class Hopfield(Energy):
     def overlap(self, y, patterns) -> torch.Tensor:
         """The overlaps :math:`m = y^\\top y^{(p)} / n` of states ``[*batch, n]`` with ``patterns`` ``[P, n]``,
         ``[*batch, P]`` (1: equal, -1: negated)."""
-        y = check_binary(y, "y", self.n, values=_SPIN).to(self.weight.dtype)
-        p = check_binary(patterns, "patterns", self.n, values=_SPIN, min_dim=2).to(self.weight.dtype)
+        y = check_binary(y, "y", self.n, values=_SPIN, like=self.weight)
+        p = check_binary(patterns, "patterns", self.n, values=_SPIN, min_dim=2, like=self.weight)
         return y @ p.T / self.n

@@ -156,7 +156,7 @@ class RBM(Energy):
                 p = torch.sigmoid(self.base_logits)
             v0 = torch.bernoulli(p.expand(num_samples, -1), generator=gen)
         else:
-            v0 = check_binary(init, "init", self.n_visible, min_dim=2).to(dtype=w.dtype, device=w.device)
+            v0 = check_binary(init, "init", self.n_visible, min_dim=2, like=w)
             if v0.dim() != 2 or v0.shape[0] != num_samples:
                 raise ValueError(f"init must have shape [num_samples={num_samples}, {self.n_visible}], "
                                  f"got {tuple(v0.shape)}")
@@ -169,7 +169,7 @@ class RBM(Energy):
 
     def reconstruct(self, v) -> torch.Tensor:
         """Mean-field reconstruction :math:`P(v' = 1 \\mid h = E[h \\mid v])`, ``[*batch, n_visible]``."""
-        v = check_binary(v, "v", self.n_visible).to(self.weight.dtype)
+        v = check_binary(v, "v", self.n_visible, like=self.weight)
         with torch.no_grad():
             return self.visible_probs(self.hidden_probs(v))
 
@@ -217,7 +217,7 @@ class RBM(Energy):
         """
         from ..partition import log_likelihood
 
-        v = check_binary(v, "v", self.n_visible).to(self.weight.dtype)
+        v = check_binary(v, "v", self.n_visible, like=self.weight)
         if log_z is None:
             log_z = self.log_partition("exact")
         return log_likelihood(self, v, log_z, beta=self.beta)
@@ -257,7 +257,7 @@ class RBM(Energy):
             (mean free energy of the chains' visible states minus that of those rows).
         """
         w = self.weight
-        data = check_binary(data, "data", self.n_visible, min_dim=2).to(dtype=w.dtype, device=w.device)
+        data = check_binary(data, "data", self.n_visible, min_dim=2, like=w)
         if data.dim() != 2:
             raise ValueError(f"data must have shape [N, {self.n_visible}], got {tuple(data.shape)}")
         epochs = check_positive_int(epochs, "epochs")
@@ -288,7 +288,7 @@ class RBM(Energy):
         with torch.no_grad():
             for epoch in bar:
                 for _ in range(n // B):
-                    torch.index_select(data, 0, order.next(), out=v_pos)
+                    torch.index_select(data, 0, order.next().to(data.device), out=v_pos)
                     _probs(torch.addmm(c, v_pos, W, out=h_pos), beta)
                     if not persistent:
                         _bernoulli(h_pos, u_h, gen, out=chain)
@@ -350,7 +350,7 @@ class RBM(Energy):
         hidden units out exactly, unit by unit, so its loss equals ``beta * F(v).sum()``; ``infer_discrete``
         draws ``h`` from :math:`P(h \mid v)`.
         """
-        v = check_binary(v, "v", self.n_visible, min_dim=2).to(self.weight.dtype)
+        v = check_binary(v, "v", self.n_visible, min_dim=2, like=self.weight)
         if v.dim() != 2:
             raise ValueError(f"v must have shape [N, {self.n_visible}], got {tuple(v.shape)}")
         N, nh = v.shape[0], self.n_hidden

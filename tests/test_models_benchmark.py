@@ -1,0 +1,20 @@
+"""Smoke test of ``benchmarks/rbm.py``: it runs end to end on tiny settings and prints its ratios."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_rbm_benchmark_runs_and_prints_the_ratio_and_loglik():
+    pytest.importorskip("sklearn")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "rbm.py"), "--epochs", "1", "--repeats", "1",
+         "--ais-temperatures", "30"],
+        capture_output=True, text=True, timeout=600, check=True,
+    ).stdout
+    assert "RATIO pyro_ebm(float32) / scikit-learn time per epoch = " in out, out
+    assert "| scikit-learn BernoulliRBM | " in out and "LOGLIK pyro_ebm - scikit-learn = " in out, out
