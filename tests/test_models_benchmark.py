@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_rbm_benchmark_runs_and_prints_the_ratio_and_loglik():
     pytest.importorskip("sklearn")
     out = subprocess.run(
