@@ -237,6 +237,20 @@ def test_pyro_program_with_enumerated_hidden_units_gives_the_free_energy(beta):
     torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-10)
 
 
+def test_infer_discrete_on_the_pyro_program_draws_the_hidden_posterior():
+    from pyro.infer import infer_discrete
+
+    rbm = random_rbm(6, 4, beta=0.8, seed=2)
+    M = 4000
+    v = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0, 1.0]], dtype=F64).expand(M, 6)
+    pyro.set_rng_seed(0)
+    h = infer_discrete(rbm.pyro_model(v), first_available_dim=-3, temperature=1)()
+    p = rbm.hidden_probs(v[0]).detach()
+    assert h.shape == (M, 4)
+    se = (p * (1 - p) / M).sqrt()
+    assert bool(((h.mean(0) - p).abs() < 4.5 * se).all()), (h.mean(0), p)
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 

@@ -361,7 +361,7 @@ class RBM(Energy):
                 with pyro.plate("hidden", nh, dim=-1):
                     half = torch.full((), 0.5, dtype=v.dtype, device=v.device)
                     h = pyro.sample("h", dist.Bernoulli(half), infer={"enumerate": "parallel"})
-                    pyro.factor("counting_measure", torch.full((N, nh), math.log(2.0), dtype=v.dtype))
+                    pyro.factor("counting_measure", torch.full((N, nh), math.log(2.0), dtype=v.dtype, device=v.device))
                     energy_factor("interaction", -h * (v @ self.weight + self.hidden_bias), self.beta)
             return h
 
