@@ -12,7 +12,8 @@ Reported:
   ``pyro_ebm / scikit-learn`` (below 1 is faster);
 * for this library, the per-minibatch time beside that of the same arithmetic written as a naive torch
   loop (fresh tensors every minibatch, ``data[perm[...]]`` gathers): what preallocated buffers and in-place
-  updates buy;
+  updates buy; and one epoch of the same PCD-1 through the generic pieces (``train.fit`` with
+  ``losses.ml_sampled``, SGD and block-Gibbs negatives from ``mcmc.sample``), the overhead ``RBM.fit`` removes;
 * the held-out log-likelihood of both trained models (the median-seed run), each scored by the same AIS
   estimator (:meth:`pyro_ebm.models.RBM.log_partition` with ``method="ais"``, base rates of the training
   data, ``--ais-temperatures`` temperatures, default 14500), as mean log p(v) per image in nats, with the AIS standard error of log Z.
@@ -89,6 +90,34 @@ def bare_loop_time(train, epochs, dtype):
     return (time.perf_counter() - t0) / epochs
 
 
+def time_library_loop(train, seed):
+    """One epoch of the same PCD-1 through the generic pieces: :func:`pyro_ebm.train.fit` with
+    :func:`~pyro_ebm.losses.ml_sampled`, ``torch.optim.SGD`` and persistent block-Gibbs negatives drawn by
+    :func:`pyro_ebm.mcmc.sample` on ``rbm.joint_state()``; what ``RBM.fit`` replaces."""
+    from pyro_ebm import losses, mcmc
+    from pyro_ebm.models import RBM
+    from pyro_ebm.train import fit
+
+    rbm = RBM(NV, NH, seed=seed)
+    data = torch.tensor(train, dtype=torch.float32)
+    gen = mcmc.make_generator(seed, "cpu")
+    state = {"s": torch.zeros(BATCH, NV + NH)}
+
+    def negatives(energy, y, x=None):
+        s = mcmc.sample(rbm.joint_state(), state["s"], 0, 1, kernel="gibbs", seed=gen, progress=False)
+        state["s"] = s.draws[:, -1]
+        return state["s"][:, :NV].unsqueeze(0)
+
+    opt = torch.optim.SGD(rbm.parameters(), lr=LR)  # (its first construction imports torch._dynamo: untimed)
+    fit(rbm, data[:100], losses.ml_sampled, negatives, steps=2, batch_size=BATCH, optimizer=opt, seed=seed,
+        progress=False)  # warm-up
+    steps = data.shape[0] // BATCH
+    t0 = time.perf_counter()
+    fit(rbm, data, losses.ml_sampled, negatives, steps=steps, batch_size=BATCH, optimizer=opt, seed=seed,
+        progress=False)
+    return time.perf_counter() - t0
+
+
 def heldout(rbm, base_logits, test, seed, num_temperatures):
     log_z = rbm.log_partition("ais", base_logits=base_logits, seed=seed, num_temperatures=num_temperatures)
     ll = rbm.log_likelihood(torch.tensor(test, dtype=rbm.weight.dtype), log_z)
@@ -135,6 +164,9 @@ def main(argv=None):
         name = str(dt).replace("torch.", "")
         print(f"[overhead] {name}: RBM.fit {1e6 * med[name] / steps:.0f} us / minibatch, naive torch loop "
               f"{1e6 * t / steps:.0f} us / minibatch ({med[name] / t:.2f}x)")
+    lib = time_library_loop(train, 0)
+    print(f"[generic loop] train.fit + ml_sampled + SGD + mcmc.sample block-Gibbs negatives (float32, one epoch): "
+          f"{1e3 * lib:.1f} ms / epoch, {lib / med['sklearn']:.2f}x scikit-learn, {lib / med['float32']:.1f}x RBM.fit")
     print(f"RATIO pyro_ebm(float32) / scikit-learn time per epoch = {med['float32'] / med['sklearn']:.2f}")
     print(f"RATIO pyro_ebm(float64) / scikit-learn time per epoch = {med['float64'] / med['sklearn']:.2f}")
 
