@@ -149,5 +149,6 @@ def rbm_ais(
     stderr = (w * n).std(unbiased=True) / math.sqrt(n)
     value = lse - math.log(n) + log_z0
     return LogPartition(
-        value.cpu(), stderr.cpu(), ess.cpu(), "ais", log_w, v, t, num_evaluations=n * (len(ts) - 1)
+        value=value.cpu(), stderr=stderr.cpu(), ess=ess.cpu(), method="ais", log_weights=log_w, samples=v,
+        betas=t, num_evaluations=n * (len(ts) - 1),
     )
