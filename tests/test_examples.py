@@ -84,3 +84,37 @@ def test_diagnose_negatives_flags_plain_hmc_and_passes_tempering_rhat(tmp_path):
     assert res["tempered"]["stuck_fraction"] < res["plain"]["stuck_fraction"]
     # tempering's mode weight within a generous binomial tolerance of quadrature (ESS >> 100)
     assert abs(res["tempered"]["frac_right"] - res["exact_right"]) < 0.05
+
+
+def test_hopfield_recalls_below_capacity_and_fails_above(tmp_path):
+    r = load("hopfield").main(["--quick", "--out", str(tmp_path)])
+    assert os.path.getsize(tmp_path / "hopfield.png") > 0
+    assert r["digits"]["01"]["recalled_exactly"] == 1.0  # two prototypes: recalled from 10% corruption
+    assert r["digits"]["0123456789"]["recalled_exactly"] < 0.1  # ten correlated prototypes: no
+    overlaps = dict(zip(r["capacity_alphas"], r["capacity_overlaps"]))
+    assert overlaps[0.05] == 1.0 and overlaps[0.25] < 0.7
+    assert 0.12 <= r["alpha_c"] <= 0.22  # N = 100 in the quick run; 0.138 as N -> infinity
+    s = r["spurious"]
+    assert s["spurious"] > 0.05 and s["mixture_is_fixed_point"]  # minima nobody stored
+    assert s["energy_mixture"] > s["energy_stored"]
+
+
+def test_rbm_digits_beats_the_base_rate_and_matches_sklearn(tmp_path):
+    r = load("rbm_digits").main(["--quick", "--out", str(tmp_path)])
+    assert os.path.getsize(tmp_path / "rbm_digits.png") > 0
+    ours, theirs = r["pyro_ebm"], r["sklearn"]
+    assert ours["heldout_loglik"] > r["base_rate_loglik"] + 1.0
+    assert abs(ours["heldout_loglik"] - theirs["heldout_loglik"]) < 2.0
+    assert ours["ais_stderr"] < 0.05 and theirs["ais_stderr"] < 0.05
+    assert r["reconstruction_error"] < 0.2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hopfield", "rbm_digits"])
+def test_model_example_runs_as_a_script(name, tmp_path):
+    out = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, f"{name}.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert os.path.exists(tmp_path / f"{name}.png")
