@@ -506,7 +506,34 @@ CASES = {
     "pyro_ebm.structured.dtw": [C(lambda: _st().dtw(torch.zeros(2, 0, 3)), "cost")],
     "pyro_ebm.structured.squared_distances": [
         C(lambda: _st().squared_distances(torch.zeros(2, 3), torch.zeros(2, 4)), r"\bx\b|\by\b")],
+    # ------------------------------------------------------------------ models
+    "pyro_ebm.models.Hopfield": [
+        C(lambda: _mod().Hopfield(0), r"\bn\b"),
+        C(lambda: _mod().Hopfield(4).store(torch.tensor([[1.0, 0.5, -1.0, 1.0]])), "patterns"),
+        C(lambda: _mod().Hopfield(3).set_weight(torch.randn(3, 3, generator=torch.Generator().manual_seed(0))),
+          "weight"),
+        C(lambda: _mod().Hopfield(3).recall(torch.ones(2, 3), mode="magic"), "mode"),
+    ],
+    "pyro_ebm.models.Recall": Exempt("result type, built by Hopfield.recall"),
+    "pyro_ebm.models.BoltzmannMachine": [
+        C(lambda: _mod().BoltzmannMachine(0, 2), "n_visible"),
+        C(lambda: _mod().BoltzmannMachine(3, 2, beta=0.0), "beta"),
+        C(lambda: _mod().BoltzmannMachine(3, 2).fit(torch.full((4, 3), 0.5)), "data"),
+    ],
+    "pyro_ebm.models.RBM": [
+        C(lambda: _mod().RBM(4, 3, beta=NAN), "beta"),
+        C(lambda: _mod().RBM(4, 3).fit(torch.full((4, 4), 0.5)), "data"),
+        C(lambda: _mod().RBM(4, 3).log_partition(method="magic"), "method"),
+    ],
+    "pyro_ebm.models.rbm_ais": [
+        C(lambda: _mod().rbm_ais(torch.zeros(4, 3), torch.zeros(4), torch.zeros(3), num_particles=0), "num_particles"),
+        C(lambda: _mod().rbm_ais(torch.zeros(4, 3), torch.zeros(5), torch.zeros(3)), "visible_bias"),
+    ],
 }
+
+
+def _mod():
+    return importlib.import_module("pyro_ebm.models")
 
 
 def _st():

@@ -40,6 +40,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as tf
 
+from .._weights import importance_summary
 from .._validation import check_positive_int
 from ..partition import LogPartition
 from ..mcmc import make_generator
@@ -103,6 +104,15 @@ def rbm_ais(
         >>> round(float(rbm_ais(W, b, c, num_temperatures=30, seed=0).value), 4)  # 5 log 2: Z counts 2^5 states
         3.4657
     """
+    for name, t_, dim in (("weight", weight, 2), ("visible_bias", visible_bias, 1), ("hidden_bias", hidden_bias, 1)):
+        if not isinstance(t_, torch.Tensor) or t_.dim() != dim:
+            raise TypeError(f"{name} must be a {dim}-d tensor, got {type(t_).__name__ if not isinstance(t_, torch.Tensor) else tuple(t_.shape)}")
+    if tuple(visible_bias.shape) != (weight.shape[0],) or tuple(hidden_bias.shape) != (weight.shape[1],):
+        raise ValueError(
+            f"visible_bias and hidden_bias must have shapes ({weight.shape[0]},) and ({weight.shape[1]},) for "
+            f"weight {tuple(weight.shape)} [n_visible, n_hidden], got {tuple(visible_bias.shape)} and "
+            f"{tuple(hidden_bias.shape)}"
+        )
     W = weight.detach().to(_F64)
     b = visible_bias.detach().to(_F64)
     c = hidden_bias.detach().to(_F64)
@@ -143,11 +153,8 @@ def rbm_ais(
             x = torch.addmm(c, v, W)
             f_prev = (1.0 - tk) * av + tk * bv + tf.softplus(tk * x).sum(-1)
     log_z0 = nh * math.log(2.0) + float(tf.softplus(a).sum())
-    lse = torch.logsumexp(log_w, 0)
-    w = torch.exp(log_w - lse)
-    ess = 1.0 / (w**2).sum()
-    stderr = (w * n).std(unbiased=True) / math.sqrt(n)
-    value = lse - math.log(n) + log_z0
+    log_mean, stderr, ess = importance_summary(log_w, 0)
+    value = log_mean + log_z0
     return LogPartition(
         value=value.cpu(), stderr=stderr.cpu(), ess=ess.cpu(), method="ais", log_weights=log_w, samples=v,
         betas=t, num_evaluations=n * (len(ts) - 1),
