@@ -395,7 +395,7 @@ def make_negatives(sampler: str = "persistent", **options) -> Negatives:
                       ``num_warmup=50``, ``init_scale=2``
     ``"tempering"``   the same with parallel tempering, ``tempering=4`` replicas (ladder down to
                       ``tempering_min_ratio=0.1``)
-    ``"nuts"``        :class:`~pyro_ebm.negatives.PyroNUTSNegatives` (stock Pyro NUTS via ``RecordingNUTS``): ``num_warmup=30``,
+    ``"nuts"``        :class:`~pyro_ebm.negatives.PyroNUTSNegatives` (stock Pyro NUTS via ``RecordingNUTS``): ``num_warmup=50``,
                       ``num_samples=8``, ``init_scale=2`` -- slow, a reference
     ``"ula"``         :class:`~pyro_ebm.negatives.PersistentNegatives` with unadjusted Langevin:
                       ``steps=20``, ``step_size=0.01``
@@ -425,7 +425,7 @@ def make_negatives(sampler: str = "persistent", **options) -> Negatives:
         opts.update(options)
         return MCMCNegatives(**opts)
     if sampler == "nuts":
-        opts = dict(num_warmup=30, num_samples=8, init_scale=2.0)
+        opts = dict(num_warmup=50, num_samples=8, init_scale=2.0)
         opts.update(options)
         return PyroNUTSNegatives(**opts)
     raise ValueError(f"sampler must be 'persistent', 'ula', 'hmc', 'tempering' or 'nuts', got {sampler!r}")
