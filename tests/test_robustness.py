@@ -394,3 +394,15 @@ def test_sample_with_float64_energy_and_float32_init_names_or_promotes():
     # consistent promotion: the chains run in the promoted dtype, and the draws are finite
     s = sample(as_energy(Bowl64(), event_shape=(2,)), torch.zeros(4, 2), 20, 5, seed=0, progress=False)
     assert s.draws.dtype == torch.float64 and bool(torch.isfinite(s.draws).all())
+
+
+def test_persistent_ula_reports_nan_proposals_as_divergent():
+    """ULA has no accept step: a proposal into a NaN region is rejected, the chain keeps its state, and
+    last_stats counts it (it used to report nothing)."""
+    from pyro_ebm.mcmc import PersistentChains
+
+    F = lambda y: torch.where(y[..., 0] > 0.5, torch.full_like(y[..., 0], float("nan")), 0.5 * (y ** 2).sum(-1))
+    pc = PersistentChains(F, 64, init=torch.zeros(64, 2), kernel="ula", step_size=0.5, reinit_prob=0.0, seed=0)
+    out = pc.sample(64, 20)
+    assert pc.last_stats["diverging"] > 0
+    assert bool(torch.isfinite(out).all()) and bool((out[:, 0] <= 0.5).all())
