@@ -342,8 +342,6 @@ def run(kernel, pot, q, betas, num_warmup: int, num_samples: int, gen, progress:
                     bar.set_postfix(acc=f"{float(info.accept_prob[0].mean()):.2f}", refresh=False)
     if bar is not None:
         bar.close()
-    if num_samples == 0 and num_warmup > 0:
-        kernel.end_warmup()
     draws, stats = rec.finish()
     out = kernel.info(pot)
     out["num_divergent"] = stats["diverging"].sum(1)

@@ -111,8 +111,9 @@ class Warmup:
     :param chees_lr: ChEES' Adam learning rate.
     :param max_steps: cap on leapfrog steps per transition (bounds the trajectory length).
 
-    The run loop calls :meth:`steps` before each warmup transition, :meth:`update` after it (which returns
-    ``True`` when the mass matrix just changed: the loop then searches a new step size and hands it to
+    The run loop reads ``step_size``, ``log_median_step``, ``inv_mass`` and :attr:`log_trajectory_length`
+    before each warmup transition, calls :meth:`update` after it (which returns ``True`` when the mass
+    matrix just changed: the loop then searches a new step size and hands it to
     :meth:`restart_step_size`), and :meth:`finish` once warmup is over.
     """
 
@@ -132,7 +133,7 @@ class Warmup:
         self._final_accept = []  # mean acceptance of each iteration of the final window's second half
         self.restart_step_size(step_size)
         self.chees = None if trajectory_length is None else chees_init(trajectory_length)
-        self.windows = {end: start for start, end in schedule.windows}
+        self._window_ends = {end for _, end in schedule.windows}
         self._in_window = {i for start, end in schedule.windows for i in range(start, end)}
 
     # -- what the next transition uses -----------------------------------------------------------
@@ -169,7 +170,7 @@ class Warmup:
             if self.moments is None:
                 self.moments = moments_init(q)
             self.moments = moments_update(self.moments, q)
-        if i + 1 not in self.windows:
+        if i + 1 not in self._window_ends:
             return False
         self.inv_mass = moments_variance(self.moments)
         self.metric = 1.0 / self.inv_mass
@@ -186,14 +187,14 @@ class Warmup:
                                      for lt, m in zip(self.chees.log_T, med)])
         return True
 
-    def finish(self, warn: bool = True):
+    def finish(self):
         """The adapted ``(step_size [R, C], log trajectory lengths or None, inv_mass [R, 1, D])``; warns
         with :class:`TuningWarning` when the second half of the final window's mean acceptance (target
         replica) is more than ``TUNING_TOLERANCE`` from the target."""
         if self.adapt_step and self.da._t > 0:
             self.step_size = torch.exp(self.da.get_state()[1])
             self.log_median_step = self.step_size.log().median(dim=1).values.tolist()
-        if warn and self.adapt_step and self._final_accept:
+        if self.adapt_step and self._final_accept:
             acc = float(torch.stack(self._final_accept).mean())
             if abs(acc - self.target) > TUNING_TOLERANCE:
                 warnings.warn(
