@@ -130,3 +130,12 @@ def test_default_settings_land_within_a_tenth_of_a_nat(name):
     est = log_partition(F, seed=0)
     assert abs(float(est.value) - truth) < 0.1, (est, truth)
     assert abs(float(est.value) - truth) < 3 * float(est.stderr) + 0.01, (est, truth)
+
+
+def test_a_float64_closure_fed_float32_points_names_dtype():
+    W = torch.ones(2, 2, dtype=torch.float64)
+    F = as_energy(lambda y: 0.5 * (y ** 2).sum(-1) + 0 * (y @ W).sum(-1), event_shape=(2,))
+    with pytest.raises(TypeError, match="dtype="):
+        log_partition(F, seed=0, num_particles=64)
+    est = log_partition(F, seed=0, num_particles=256, dtype=torch.float64)
+    assert abs(float(est.value) - math.log(2 * math.pi)) < 3 * float(est.stderr) + 0.02

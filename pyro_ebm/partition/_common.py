@@ -132,7 +132,15 @@ def _check_values(f: torch.Tensor, y: torch.Tensor, what: str, label: str, offse
 
 
 def _call_energy(energy: Energy, y: torch.Tensor, label: str) -> torch.Tensor:
-    f = energy(y)
+    try:
+        f = energy(y)
+    except RuntimeError as exc:  # e.g. a closure over float64 tensors fed float32 points
+        if "dtype" not in str(exc) and "scalar type" not in str(exc):
+            raise
+        raise TypeError(
+            f"{label} failed on y of dtype {y.dtype} ({str(exc).splitlines()[0]}); pass dtype= with the "
+            "dtype the energy computes in (e.g. dtype=torch.float64)"
+        ) from exc
     check_energy_output(f, y.shape[:1], name=label, check_finite_values=False)
     return f
 
