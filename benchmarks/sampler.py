@@ -92,37 +92,33 @@ def init_for(name, D, chains, seed):
     return torch.randn(chains, D, generator=g) * (torch.tensor(SCALES, dtype=torch.float32) if name == "gauss50" else 1.0)
 
 
-def run_ours(name, F, D, beta, chains, warmup, draws, seeds=3):
+def grad_time(fn, blocks=40, per_block=25):
+    """Median over blocks of the time of one call of ``fn`` (after 50 warm-up calls)."""
+    for _ in range(50):
+        fn()
+    times = []
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        for _ in range(per_block):
+            fn()
+        times.append((time.perf_counter() - t0) / per_block)
+    return float(np.median(times))
+
+
+def run_ours(name, F, D, beta, chains, warmup, draws, seeds=3, compile=False):
+    """This library's sampler, called ``seeds`` times (seeds 0, 1, ...) with the same shapes in one process.
+
+    The first call is reported on its own (for ``compile=True`` it includes tracing and compiling, from
+    an empty compile cache); the later calls are the steady state, the call with the median ESS/s reported.
+    """
     from pyro_ebm.mcmc import sample
     from pyro_ebm.mcmc.potential import EnergyPotential
     from pyro_ebm import as_energy
 
     init = init_for(name, D, chains, 0)
-    # time of one batched energy + gradient, measured two ways: with the function the sampler calls, and
-    # as a user would write it (autograd.grad of the summed energy); the overhead divides by the faster
     pot = EnergyPotential(as_energy(F, event_shape=(D,)), (D,))
     q = init.unsqueeze(0)
-
-    def user_grad():
-        y = init.detach().requires_grad_(True)
-        e = F(y)
-        (g,) = torch.autograd.grad(e.sum(), y)
-        return e.detach(), g
-
-    t_grads = {}
-    for label, fn in (("sampler", lambda: pot.value_and_grad(q)), ("user", user_grad)):
-        for _ in range(50):  # warm up
-            fn()
-        blocks = []
-        for _ in range(40):  # median over blocks of 25 calls
-            t0 = time.perf_counter()
-            for _ in range(25):
-                fn()
-            blocks.append((time.perf_counter() - t0) / 25)
-        t_grads[label] = float(np.median(blocks))
-    t_grad = min(t_grads.values())
-    # the same gradients timed inside the run (two clock reads per call): between them the sampler's other
-    # work evicts caches, so an in-run gradient costs more than one in a tight loop
+    # the gradients timed inside the run (eager only: two clock reads per call)
     in_grad = [0.0]
     plain = EnergyPotential.value_and_grad
 
@@ -133,33 +129,94 @@ def run_ours(name, F, D, beta, chains, warmup, draws, seeds=3):
         return out
 
     runs = []
-    EnergyPotential.value_and_grad = timed
+    if not compile:
+        EnergyPotential.value_and_grad = timed
     try:
         for seed in range(seeds):
             in_grad[0] = 0.0
             t0 = time.perf_counter()
-            s = sample(F, init, warmup, draws, beta=beta, seed=seed, progress=False)
+            s = sample(F, init, warmup, draws, beta=beta, seed=seed, progress=False, compile=compile)
             wall = time.perf_counter() - t0
             ess = min_ess(s.draws.numpy())
-            # the time that is not gradients, per transition (warmup included)
-            fixed = (wall - in_grad[0]) / (warmup + draws)
             runs.append(dict(seed=seed, s=s, wall=wall, ess=ess, ess_s=ess / wall,
-                             overhead=wall / (s.info["grad_evals"] * t_grad), overhead_in_run=wall / in_grad[0],
-                             fixed=fixed, t_grad_in_run=in_grad[0] / s.info["grad_evals"]))
+                             overhead_in_run=wall / in_grad[0] if in_grad[0] else float("nan"),
+                             div=int(s.info["num_divergent"].sum()), eps=float(s.info["step_size"].median()),
+                             T=float(s.info["trajectory_length"][0]), grads=s.info["grad_evals"],
+                             acc=float(s.stats["acceptance_rate"].mean()),
+                             steps=float(s.stats["n_steps"].float().mean())))
     finally:
         EnergyPotential.value_and_grad = plain
-    # the run with the median ESS/s (the adapted trajectory length, hence the cost, varies with the seed)
-    runs.sort(key=lambda r: r["ess_s"])
-    r = runs[len(runs) // 2]
-    s, wall, ess, overhead = r["s"], r["wall"], r["ess"], r["overhead"]
-    return dict(ess=ess, wall=wall, ess_s=ess / wall, overhead=overhead, grads=s.info["grad_evals"], fixed=r["fixed"],
-                overhead_in_run=r["overhead_in_run"], t_grad_in_run=r["t_grad_in_run"],
-                all_overhead_in_run=[x["overhead_in_run"] for x in runs],
-                T=float(s.info["trajectory_length"][0]), all_T=[float(x["s"].info["trajectory_length"][0]) for x in runs],
-                seed=r["seed"], all_ess_s=[x["ess_s"] for x in runs], all_overhead=[x["overhead"] for x in runs],
-                all_grads=[x["s"].info["grad_evals"] for x in runs],
-                t_grad=t_grad, t_grad_sampler=t_grads["sampler"], t_grad_user=t_grads["user"], acc=float(s.stats["acceptance_rate"].mean()),
-                steps=float(s.stats["n_steps"].float().mean()))
+    # the cost of one batched energy + gradient (measured after the runs, so the first call compiles)
+    if compile:
+        from pyro_ebm.mcmc.compiled import compile_ops
+
+        ops = compile_ops(pot, q, torch.ones(1, 1), torch.ones(1, 1, D))
+        step = torch.full((1, chains, 1), 1e-3)
+        drift, p = step.expand(1, chains, D).contiguous(), torch.zeros_like(q)
+        t_grad = grad_time(lambda: ops.steps(q, p, drift, step, step, 1))  # one compiled leapfrog step
+    else:
+        t_grad = grad_time(lambda: pot.value_and_grad(q))
+    for r in runs:
+        r["overhead"] = r["wall"] / (r["grads"] * t_grad)
+    first, later = runs[0], sorted(runs[1:], key=lambda r: r["ess_s"])
+    steady = later[len(later) // 2] if later else first
+    return dict(first=first, steady=steady, runs=runs, t_grad=t_grad)
+
+
+def make_blackjax(name, chains, warmup, draws):
+    """A jitted ``run(key, init) -> (draws [chains, draws, D], divergences)``: BlackJAX's ChEES warmup
+    (Adam, learning rate 0.025, diagonal mass matrix estimated across chains) then jittered dynamic HMC."""
+    import jax
+    import jax.numpy as jnp
+    import blackjax
+    import optax
+
+    F, D, beta = jax_energies()[name]
+    logdensity = lambda y: -beta * F(y)  # noqa: E731
+
+    def run(key, init):
+        k1, k2 = jax.random.split(key)
+        adapt = blackjax.chees_adaptation(logdensity, chains, mass_matrix_estimation="diagonal")
+        (states, params), _ = adapt.run(k1, init, 0.1, optax.adam(0.025), warmup)
+        step = blackjax.dynamic_hmc(logdensity, **params).step
+
+        def one(st, k):
+            st, info = jax.vmap(step)(jax.random.split(k, chains), st)
+            return st, (st.position, info.is_divergent)
+
+        _, (pos, div) = jax.lax.scan(one, states, jax.random.split(k2, draws))
+        return jnp.swapaxes(pos, 0, 1), div.sum()
+
+    def grad_loop(y, n):
+        g = jax.vmap(jax.grad(lambda z: beta * F(z)))
+        return jax.lax.fori_loop(0, n, lambda i, z: z - 1e-6 * g(z), y)
+
+    return jax.jit(run), jax.jit(grad_loop, static_argnums=1), D
+
+
+def run_blackjax(name, chains, warmup, draws, seeds=3):
+    import jax
+    import jax.numpy as jnp
+
+    fn, grad_loop, D = make_blackjax(name, chains, warmup, draws)
+    init = jnp.asarray(init_for(name, D, chains, 0).numpy())
+    runs = []
+    for seed in range(seeds):
+        t0 = time.perf_counter()
+        pos, div = fn(jax.random.PRNGKey(seed), init)
+        pos = np.asarray(pos)
+        wall = time.perf_counter() - t0
+        ess = min_ess(pos)
+        runs.append(dict(seed=seed, wall=wall, ess=ess, ess_s=ess / wall, div=int(div)))
+    # the in-loop cost of one batched gradient: a compiled loop of 1000 of them, minus one of 10
+    n_big, n_small = 1000, 10
+    grad_loop(init, n_big).block_until_ready()
+    grad_loop(init, n_small).block_until_ready()
+    t_big = grad_time(lambda: grad_loop(init, n_big).block_until_ready(), blocks=5, per_block=1)
+    t_small = grad_time(lambda: grad_loop(init, n_small).block_until_ready(), blocks=5, per_block=1)
+    first, later = runs[0], sorted(runs[1:], key=lambda r: r["ess_s"])
+    return dict(first=first, steady=later[len(later) // 2] if later else first, runs=runs,
+                t_grad=(t_big - t_small) / (n_big - n_small))
 
 
 def run_pyro(name, F, D, beta, chains, warmup, draws):
@@ -182,25 +239,36 @@ def run_pyro(name, F, D, beta, chains, warmup, draws):
     return dict(ess=ess, wall=wall, ess_s=ess / wall)
 
 
-def run_numpyro(name, D, beta, chains, warmup, draws):
-    import jax
+def jax_energies():
+    """The same energies in JAX (one chain: ``y`` is ``[D]``)."""
     import jax.numpy as jnp
-    from numpyro.infer import MCMC, NUTS
 
-    if name == "gauss50":
-        inv_var = jnp.asarray(1.0 / SCALES**2, dtype=jnp.float32)
-        F = lambda y: 0.5 * jnp.sum(y * y * inv_var)
-    elif name == "double_well":
-        F = lambda y: (y[0] ** 2 - 1.0) ** 2 + 0.5 * y[1] ** 2
-    else:
-        w = {k: jnp.asarray(v, dtype=jnp.float32)
-             for k, v in (mlp_weights(**MLP64) if name == "mlp64" else mlp_weights()).items()}
+    inv_var = jnp.asarray(1.0 / SCALES**2, dtype=jnp.float32)
+
+    def mlp_energy(**shape):
+        w = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in mlp_weights(**shape).items()}
 
         def F(y):
             h = jnp.tanh(y @ w["W1"] + w["b1"])
             h = jnp.tanh(h @ w["W2"] + w["b2"])
             return h @ w["w3"] + 0.125 * jnp.sum(y * y)
 
+        return F
+
+    return {
+        "gauss50": (lambda y: 0.5 * jnp.sum(y * y * inv_var), D_GAUSS, 1.0),
+        "double_well": (lambda y: (y[0] ** 2 - 1.0) ** 2 + 0.5 * y[1] ** 2, 2, BETA_WELL),
+        "mlp2d": (mlp_energy(), 2, 1.0),
+        "mlp64": (mlp_energy(**MLP64), 64, 1.0),
+    }
+
+
+def run_numpyro(name, chains, warmup, draws):
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import MCMC, NUTS
+
+    F, D, beta = jax_energies()[name]
     potential_fn = lambda p: beta * F(p["y"])
     init = jnp.asarray(init_for(name, D, chains, 0).numpy())
     results = []
@@ -226,67 +294,101 @@ def main():
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--skip-pyro", action="store_true")
     ap.add_argument("--skip-numpyro", action="store_true")
+    ap.add_argument("--skip-blackjax", action="store_true")
+    ap.add_argument("--skip-compiled", action="store_true", help="run this library's sampler eager only")
+    ap.add_argument("--warm-cache", action="store_true",
+                    help="keep Inductor's on-disk cache (default: a fresh one, so the first compiled call compiles)")
     ap.add_argument("--seeds", type=int, default=3,
-                    help="seeds of pyro_ebm's sampler; the run with the median ESS/s is reported")
+                    help="calls per sampler (seeds 0, 1, ...): the first is reported alone, the median of the rest "
+                         "is the steady state")
     ap.add_argument("--only", default=None, help="run one energy: gauss50, double_well, mlp2d or mlp64")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (1 avoids OpenMP stalls on small tensors on a busy machine)")
     args = ap.parse_args()
+    import os
+    import tempfile
+
+    if not args.warm_cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-bench-")
     torch.set_num_threads(args.threads)
 
-    try:
-        import numpyro  # noqa: F401
+    def available(module, skip):
+        if skip:
+            return False
+        try:
+            __import__(module)
+            return True
+        except ImportError:
+            return False
 
-        have_numpyro = not args.skip_numpyro
-    except ImportError:
-        have_numpyro = False
-    import os
-
+    have_numpyro = available("numpyro", args.skip_numpyro)
+    have_blackjax = available("blackjax", args.skip_blackjax) and available("optax", False)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores (load average {load:.1f}), "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
-    print(f"{args.chains} chains (pyro_ebm, NumPyro), {args.pyro_chains} chains (Pyro NUTS, sequential), "
-          f"{args.warmup} warmup + {args.draws} draws")
+    print(f"{args.chains} chains (pyro_ebm, BlackJAX, NumPyro), {args.pyro_chains} chains (Pyro NUTS, sequential), "
+          f"{args.warmup} warmup + {args.draws} draws; {args.seeds} calls per sampler")
     rows = []
     for name, (F, D, beta) in torch_energies().items():
         if args.only and name != args.only:
             continue
-        ours = run_ours(name, F, D, beta, args.chains, args.warmup, args.draws, args.seeds)
-        print(f"\n[{name}] pyro_ebm hmc: ESS {ours['ess']:.0f} in {ours['wall']:.2f}s -> {ours['ess_s']:.0f} ESS/s; "
-              f"accept {ours['acc']:.2f}, mean leapfrog steps {ours['steps']:.1f}, "
-              f"{ours['grads']} batched gradients x {ours['t_grad']*1e6:.0f} us (median; sampler's value_and_grad "
-              f"{ours['t_grad_sampler']*1e6:.0f} us, autograd.grad of the summed energy {ours['t_grad_user']*1e6:.0f} us), "
-              f"overhead {ours['overhead']:.2f}; in the run a gradient took {ours['t_grad_in_run']*1e6:.0f} us, overhead "
-              f"against that {ours['overhead_in_run']:.2f}, the rest {ours['fixed']*1e6:.0f} us per transition "
-              f"(= {ours['fixed'] / ours['t_grad_in_run']:.2f} in-run gradients); trajectory length {ours['T']:.2f} "
-              f"(seed {ours['seed']}, the median of seeds 0-{len(ours['all_grads']) - 1}: "
-              f"ESS/s {', '.join(f'{x:.0f}' for x in ours['all_ess_s'])}, overhead "
-              f"{', '.join(f'{x:.2f}' for x in ours['all_overhead'])} (in-run "
-              f"{', '.join(f'{x:.2f}' for x in ours['all_overhead_in_run'])}), gradients {ours['all_grads']}, "
-              f"trajectory lengths {', '.join(f'{x:.2f}' for x in ours['all_T'])})")
-        row = dict(name=name, ours=ours)
+        row = dict(name=name)
+        modes = [("eager", False)] + ([] if args.skip_compiled else [("compiled", True)])
+        for label, flag in modes:
+            o = row[label] = run_ours(name, F, D, beta, args.chains, args.warmup, args.draws, args.seeds, flag)
+            st = o["steady"]
+            print(f"\n[{name}] pyro_ebm hmc ({label}): ESS {st['ess']:.0f} in {st['wall']:.2f}s -> {st['ess_s']:.0f} ESS/s "
+                  f"(first call {o['first']['wall']:.2f}s -> {o['first']['ess_s']:.0f} ESS/s); accept {st['acc']:.2f}, "
+                  f"mean leapfrog steps {st['steps']:.1f}, {st['grads']} batched gradients x {o['t_grad'] * 1e6:.0f} us, "
+                  f"overhead {st['overhead']:.2f} (in-run {st['overhead_in_run']:.2f}); step size {st['eps']:.3f}, "
+                  f"trajectory length {st['T']:.2f}; divergent transitions per call "
+                  f"{', '.join(str(r['div']) for r in o['runs'])} of {args.chains * args.draws}")
         if not args.skip_pyro:
-            py = run_pyro(name, F, D, beta, args.pyro_chains, args.warmup, args.draws)
+            py = row["pyro"] = run_pyro(name, F, D, beta, args.pyro_chains, args.warmup, args.draws)
             print(f"[{name}] Pyro NUTS ({args.pyro_chains} chains): ESS {py['ess']:.0f} in {py['wall']:.1f}s "
                   f"-> {py['ess_s']:.1f} ESS/s")
-            row["pyro"] = py
+        if have_blackjax:
+            bj = row["blackjax"] = run_blackjax(name, args.chains, args.warmup, args.draws, args.seeds)
+            print(f"[{name}] BlackJAX ChEES: ESS {bj['steady']['ess']:.0f} in {bj['steady']['wall']:.2f}s -> "
+                  f"{bj['steady']['ess_s']:.0f} ESS/s compiled (first call {bj['first']['wall']:.2f}s -> "
+                  f"{bj['first']['ess_s']:.0f} ESS/s); in-loop gradient {bj['t_grad'] * 1e6:.1f} us; divergent "
+                  f"transitions per call {', '.join(str(r['div']) for r in bj['runs'])}")
         if have_numpyro:
-            npy = run_numpyro(name, D, beta, args.chains, args.warmup, args.draws)
+            npy = row["numpyro"] = run_numpyro(name, args.chains, args.warmup, args.draws)
             print(f"[{name}] NumPyro vectorised NUTS: ESS {npy['ess']:.0f} in {npy['wall']:.2f}s incl. JIT "
                   f"({npy['ess_s']:.0f} ESS/s), {npy['wall_warm']:.2f}s compiled ({npy['ess_s_warm']:.0f} ESS/s)")
-            row["numpyro"] = npy
         rows.append(row)
 
-    print("\n| energy | pyro_ebm ESS/s | overhead (in-run) | Pyro NUTS ESS/s | ratio | NumPyro ESS/s (incl. JIT / compiled) | ratio (incl. / compiled) |")
+    def cell(d, key="steady"):
+        return f"{d[key]['ess_s']:,.0f}" if d else "-"
+
+    def ratio(a, b):
+        return f"{a / b:.2f}x" if a and b else "-"
+
+    print("\nESS/s (first call / later calls: the median); ratios of this library's compiled sampler to BlackJAX")
+    print("| energy | eager 1st | eager later | compiled 1st (compile incl.) | compiled later | BlackJAX 1st | "
+          "BlackJAX later | NumPyro (JIT incl. / compiled) | Pyro NUTS | later: compiled / BlackJAX | "
+          "1st: compiled / BlackJAX | 1st: eager / BlackJAX |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        e, c, b, n, p = (r.get(k) for k in ("eager", "compiled", "blackjax", "numpyro", "pyro"))
+        es = lambda d, k: d[k]["ess_s"] if d else None  # noqa: E731
+        npy = f"{n['ess_s']:,.0f} / {n['ess_s_warm']:,.0f}" if n else "-"
+        pyro = f"{p['ess_s']:.1f}" if p else "-"
+        print(f"| {r['name']} | {cell(e, 'first')} | {cell(e)} | {cell(c, 'first')} | {cell(c)} | {cell(b, 'first')} | "
+              f"{cell(b)} | {npy} | {pyro} | {ratio(es(c, 'steady'), es(b, 'steady'))} | "
+              f"{ratio(es(c, 'first'), es(b, 'first'))} | {ratio(es(e, 'first'), es(b, 'first'))} |")
+    print("\nIn-loop cost of one batched energy + gradient (us) and overhead = wall / (gradients x that cost); "
+          "divergent transitions (later calls, median run)")
+    print("| energy | eager gradient | compiled leapfrog step | BlackJAX gradient | eager overhead | "
+          "compiled overhead | divergent (eager / compiled / BlackJAX) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        o = r["ours"]
-        p = r.get("pyro")
-        n = r.get("numpyro")
-        pyro_cols = f"{p['ess_s']:.1f} | {o['ess_s'] / p['ess_s']:.0f}x" if p else "- | -"
-        np_cols = (f"{n['ess_s']:.0f} / {n['ess_s_warm']:.0f} | {o['ess_s'] / n['ess_s']:.2f}x / "
-                   f"{o['ess_s'] / n['ess_s_warm']:.2f}x") if n else "- | -"
-        print(f"| {r['name']} | {o['ess_s']:.0f} | {o['overhead']:.2f} ({o['overhead_in_run']:.2f}) | {pyro_cols} | {np_cols} |")
+        e, c, b = r.get("eager"), r.get("compiled"), r.get("blackjax")
+        us = lambda d: f"{d['t_grad'] * 1e6:.1f}" if d else "-"  # noqa: E731
+        ov = lambda d: f"{d['steady']['overhead']:.2f}" if d else "-"  # noqa: E731
+        dv = lambda d: str(d["steady"]["div"]) if d else "-"  # noqa: E731
+        print(f"| {r['name']} | {us(e)} | {us(c)} | {us(b)} | {ov(e)} | {ov(c)} | {dv(e)} / {dv(c)} / {dv(b)} |")
 
 
 if __name__ == "__main__":

@@ -134,8 +134,31 @@ def test_tuned_at_any_budget(name, kernel, num_warmup):
         s = sample(F, init, num_warmup=num_warmup, num_samples=100, kernel=kernel, beta=beta, seed=0,
                    progress=False)
     acc = float(s.stats["acceptance_rate"].mean())
-    assert abs(acc - target) < 0.1, acc
+    # the warmup raises the target where transitions diverged too often (see the double-well test below)
+    adapted = s.info["target_accept"]
+    assert adapted >= target
+    assert abs(acc - adapted) < 0.1, (acc, adapted)
     assert float(s.stats["diverging"].float().mean()) < 0.01
+
+
+def test_double_well_divergences_are_rare_the_benchmark_case():
+    """The benchmark's double well (256 chains, 500 + 500): with the target acceptance of 0.8 that the
+    step size was tuned to, 310-684 of 128,000 transitions diverged (trajectories reaching the stiff
+    walls). The warmup now raises the target where it sees divergences: below 0.1%, and the draws are
+    still right (the mean of y1^2 is 1 / beta = 0.25; its ESS-based standard error is ~0.005)."""
+    beta, D, F = _ENERGIES["double_well"]
+    init = torch.randn(256, D, generator=torch.Generator().manual_seed(0))
+    s = sample(F, init, num_warmup=500, num_samples=500, beta=beta, seed=1, progress=False)
+    assert int(s.stats["diverging"].sum()) < 0.001 * 256 * 500
+    assert s.info["target_accept"] > 0.8
+    assert abs(float((s.draws[..., 1] ** 2).mean()) - 1 / beta) < 0.02
+
+
+def test_no_divergences_means_the_target_stays():
+    beta, D, F = _ENERGIES["gauss50"]
+    init = torch.randn(64, D, generator=torch.Generator().manual_seed(0)) * _SCALES
+    s = sample(F, init, num_warmup=200, num_samples=50, beta=beta, seed=0, progress=False)
+    assert int(s.stats["diverging"].sum()) == 0 and s.info["target_accept"] == 0.8
 
 
 def test_standard_normal_short_budget_matches_the_issue_case():

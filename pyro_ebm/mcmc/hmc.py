@@ -20,7 +20,7 @@ import torch
 
 from .integrator import leapfrog
 
-__all__ = ["HMCState", "HMCInfo", "StepCache", "init", "step", "find_initial_step_size"]
+__all__ = ["HMCState", "HMCInfo", "StepCache", "EagerOps", "init", "step", "begin", "end", "find_initial_step_size"]
 
 
 class HMCState(NamedTuple):
@@ -90,6 +90,7 @@ def step(
     *,
     max_delta_energy: float = 1000.0,
     cache: StepCache | None = None,
+    ops=None,
 ):
     """One HMC transition for every chain.
 
@@ -102,6 +103,8 @@ def step(
     :param generator: ``torch.Generator`` on the state's device.
     :param cache: optional :class:`StepCache` reused across calls (saves recomputing constants while
         the step size and mass matrix stay the same objects).
+    :param ops: the pieces of the transition (:class:`EagerOps` by default; compiled ones from
+        :func:`pyro_ebm.mcmc.compiled.compile_ops`).
     :returns: ``(new_state, HMCInfo)``.
 
     Example (the driver :func:`pyro_ebm.mcmc.sample` normally does this)::
@@ -121,36 +124,63 @@ def step(
     q, F, grad = state
     if cache is None:
         cache = StepCache()
+    ops = _EAGER if ops is None else ops
     with torch.no_grad():
         xi = torch.randn(q.shape, generator=generator, dtype=q.dtype, device=q.device)
         sd, half_inv_mass = cache.mass(inv_mass)
-        p = xi * sd
-        H0 = torch.linalg.vecdot(xi, xi).mul_(0.5).addcmul_(beta, F)  # beta F + K(p), K(p) = |xi|^2 / 2
+        p, H0 = ops.begin(xi, sd, beta, F)
         if isinstance(n_steps, int):
             n_max, n_t = n_steps, None
         else:
             n_max = int(n_steps.max())
             n_t = None if int(n_steps.min()) == n_max else n_steps
         half, full, drift = cache.steps(step_size, beta, inv_mass)
-    q1, p1, F1, g1 = leapfrog(potential, q, p, grad, F, half, full, drift, n_t, n_max)
+    q1, p1, F1, g1 = leapfrog(potential, q, p, grad, F, half, full, drift, n_t, n_max, steps=ops.stepper)
     with torch.no_grad():
-        H1 = torch.linalg.vecdot(p1, p1 * half_inv_mass).addcmul_(beta, F1)
-        # a non-finite position or gradient makes the final momentum, hence dH = H1 - H0, non-finite: such
-        # a proposal gets dH = inf, acceptance probability 0, and counts as divergent
-        ninf = float("-inf")
-        minus_dH = H0.sub(H1).nan_to_num_(nan=ninf, posinf=ninf, neginf=ninf)
-        accept_prob = minus_dH.exp().clamp_(max=1.0)
         u = torch.rand(F.shape, generator=generator, dtype=F.dtype, device=F.device)
-        accepted = u < accept_prob  # u in [0, 1): never for probability 0
-        a3 = accepted.unsqueeze(-1)
-        new = HMCState(torch.where(a3, q1, q), torch.where(accepted, F1, F), torch.where(a3, g1, grad))
-        energy = torch.where(accepted, H1, H0)
-        diverging = minus_dH < -max_delta_energy
-    return new, HMCInfo(accept_prob, accepted, diverging, energy, q1, p1, n_steps)
+        q, F, grad, accept_prob, accepted, diverging, energy = ops.end(
+            q, F, grad, q1, p1, F1, g1, H0, beta, half_inv_mass, u, max_delta_energy)
+    return HMCState(q, F, grad), HMCInfo(accept_prob, accepted, diverging, energy, q1, p1, n_steps)
+
+
+def begin(xi, sd, beta, F):
+    """The momentum ``p = xi * M^(1/2)`` (``sd = inv_mass^(-1/2)``) from standard normals ``xi``, and the
+    starting Hamiltonian ``H0 = beta F + |xi|^2 / 2`` ``[R, C]``."""
+    return xi * sd, torch.linalg.vecdot(xi, xi).mul(0.5).addcmul(beta, F)
+
+
+def end(q, F, grad, q1, p1, F1, g1, H0, beta, half_inv_mass, u, max_delta_energy: float):
+    """The Metropolis test of proposals ``(q1, p1, F1, g1)`` against the current ``(q, F, grad)`` with
+    uniforms ``u`` ``[R, C]``: returns the new ``(q, F, grad)``, the acceptance probability, the accepted
+    and divergent flags and the Hamiltonian of each chain's new state."""
+    H1 = torch.linalg.vecdot(p1, p1 * half_inv_mass).addcmul(beta, F1)
+    # a non-finite position or gradient makes the final momentum, hence dH = H1 - H0, non-finite: such
+    # a proposal gets dH = inf, acceptance probability 0, and counts as divergent
+    ninf = float("-inf")
+    minus_dH = H0.sub(H1).nan_to_num(nan=ninf, posinf=ninf, neginf=ninf)
+    accept_prob = minus_dH.exp().clamp(max=1.0)
+    accepted = u < accept_prob  # u in [0, 1): never for probability 0
+    a3 = accepted.unsqueeze(-1)
+    return (torch.where(a3, q1, q), torch.where(accepted, F1, F), torch.where(a3, g1, grad), accept_prob,
+            accepted, minus_dH < -max_delta_energy, torch.where(accepted, H1, H0))
+
+
+class EagerOps:
+    """The pieces of :func:`step` as plain functions of one potential: :func:`begin`, the leapfrog steps
+    of :mod:`~pyro_ebm.mcmc.integrator` (``stepper``; ``None``: the eager ones) and :func:`end`.
+    :mod:`pyro_ebm.mcmc.compiled` provides the same interface with each piece compiled."""
+
+    stepper = None
+    begin = staticmethod(begin)
+    end = staticmethod(end)
+
+
+_EAGER = EagerOps()
 
 
 def find_initial_step_size(
-    state: HMCState, potential, beta, inv_mass, generator, *, start=0.1, target: float = 0.8, iters: int = 16
+    state: HMCState, potential, beta, inv_mass, generator, *, start=0.1, target: float = 0.8, iters: int = 16,
+    ops=None,
 ):
     """Per-chain doubling/halving search for a step size whose one-step acceptance crosses ``target``.
 
@@ -166,7 +196,7 @@ def find_initial_step_size(
     active = torch.ones_like(state.F, dtype=torch.bool)
     trials = 0
     for _ in range(iters):
-        _, info = step(state, potential, eps, 1, beta, inv_mass, generator)
+        _, info = step(state, potential, eps, 1, beta, inv_mass, generator, ops=ops)
         trials += 1
         good = info.accept_prob > target
         if direction is None:

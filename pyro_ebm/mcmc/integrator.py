@@ -2,7 +2,9 @@
 
 Every Hamiltonian move in :mod:`pyro_ebm` -- HMC and MALA in :func:`pyro_ebm.mcmc.sample`, persistent
 chains, and the moves of annealed importance sampling and tempered SMC in :mod:`pyro_ebm.partition` --
-goes through :func:`leapfrog`, via :func:`pyro_ebm.mcmc.hmc.step`.
+goes through :func:`leapfrog`, via :func:`pyro_ebm.mcmc.hmc.step`. One step is :func:`leapfrog_step`
+(every chain moves; :func:`leapfrog_steps` makes several) or :func:`masked_leapfrog_step` (chains past
+their own number of steps stay put); :mod:`pyro_ebm.mcmc.compiled` compiles these same functions.
 
 It is written here rather than taken from ``pyro.ops.integrator.velocity_verlet``: Pyro's works on dicts
 of sites and differentiates a *scalar* potential (so per-chain energies would have to be recomputed),
@@ -14,10 +16,60 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["leapfrog"]
+__all__ = ["leapfrog", "leapfrog_step", "leapfrog_steps", "masked_leapfrog_step"]
 
 
-def leapfrog(potential, q, p, grad, F, half, full, drift, n_steps, n_max):
+def leapfrog_step(value_and_grad, q, p, drift, kick):
+    """Drift ``q += drift * p``, evaluate ``(F, dF/dq)`` there, kick ``p -= kick * dF/dq``.
+
+    ``p`` has had its first half kick already; ``kick`` ``[R, C, 1]`` is the full kick ``step * beta``,
+    or the half kick on the last step. Returns ``(q, p, F, grad)``.
+    """
+    q = torch.addcmul(q, drift, p)
+    F, grad = value_and_grad(q)
+    return q, torch.addcmul(p, kick, grad, value=-1), F, grad
+
+
+def leapfrog_steps(value_and_grad, q, p, drift, full, last_kick, n: int):
+    """``n`` unmasked :func:`leapfrog_step` s: full kicks, and ``last_kick`` on the last one."""
+    F = grad = None
+    for k in range(n):
+        q, p, F, grad = leapfrog_step(value_and_grad, q, p, drift, last_kick if k == n - 1 else full)
+    return q, p, F, grad
+
+
+def masked_leapfrog_step(value_and_grad, q, p, F, grad, drift, half, full, n_steps, k):
+    """Step ``k`` (0-based; an int or a 0-d tensor) of chains with ``n_steps`` ``[R, C]`` steps each:
+    chains with ``n_steps <= k`` keep ``(q, p, F, grad)``, the others make :func:`leapfrog_step` with a
+    full kick, or a half kick on their last step."""
+    q_new = torch.addcmul(q, drift, p)
+    F_new, g_new = value_and_grad(q_new)
+    active = n_steps > k
+    a3 = active.unsqueeze(-1)
+    q = torch.where(a3, q_new, q)
+    F = torch.where(active, F_new, F)
+    grad = torch.where(a3, g_new, grad)
+    kick = torch.where((n_steps == k + 1).unsqueeze(-1), half, full) * a3
+    return q, torch.addcmul(p, kick, grad, value=-1), F, grad
+
+
+class _EagerSteps:
+    """:func:`leapfrog_step` and :func:`masked_leapfrog_step` bound to a potential's ``value_and_grad``."""
+
+    def __init__(self, potential):
+        self.vg = potential.value_and_grad
+
+    #: the number of steps :meth:`steps` runs at once (compiled step functions run several)
+    chunk = 1
+
+    def steps(self, q, p, drift, full, last_kick, n):
+        return leapfrog_steps(self.vg, q, p, drift, full, last_kick, n)
+
+    def masked_step(self, q, p, F, grad, drift, half, full, n_steps, k):
+        return masked_leapfrog_step(self.vg, q, p, F, grad, drift, half, full, n_steps, k)
+
+
+def leapfrog(potential, q, p, grad, F, half, full, drift, n_steps, n_max, steps=None):
     """``n_max`` batched leapfrog steps of ``H = beta F(q) + p^T M^-1 p / 2``.
 
     Shapes: ``q, p, grad`` ``[R, C, D]`` (``grad = dF/dq`` at ``q``), ``F`` ``[R, C]``. ``half``
@@ -25,7 +77,10 @@ def leapfrog(potential, q, p, grad, F, half, full, drift, n_steps, n_max):
     ``[R, C, D]``. ``n_steps`` is ``None`` (every chain makes ``n_max`` steps) or a long tensor
     ``[R, C]``: rows with ``n_steps <= k`` are frozen from step ``k`` on, so chains with different
     trajectory lengths share one batched gradient per step. ``potential.value_and_grad(q)`` returns
-    ``(F [R, C], dF/dq [R, C, D])``.
+    ``(F [R, C], dF/dq [R, C, D])``. ``steps`` is an object with ``steps`` (:func:`leapfrog_steps`),
+    ``masked_step`` (:func:`masked_leapfrog_step`), both with the potential bound, and ``chunk`` (how many
+    steps one ``steps`` call runs, the rest one at a time); compiled ones come from
+    :mod:`pyro_ebm.mcmc.compiled`. By default the eager ones.
 
     Returns the end point ``(q, p, F, grad)``.
 
@@ -44,21 +99,16 @@ def leapfrog(potential, q, p, grad, F, half, full, drift, n_steps, n_max):
         >>> bool(torch.allclose(q2, q0, atol=1e-6)), bool(torch.allclose(-p2, p0, atol=1e-6))
         (True, True)
     """
-    masked = n_steps is not None
+    if steps is None:
+        steps = _EagerSteps(potential)
     p = torch.addcmul(p, half, grad, value=-1)
+    if n_steps is None:
+        done, chunk = 0, steps.chunk
+        while done < n_max:
+            n = chunk if n_max - done >= chunk else 1
+            done += n
+            q, p, F, grad = steps.steps(q, p, drift, full, half if done == n_max else full, n)
+        return q, p, F, grad
     for k in range(n_max):
-        q_new = torch.addcmul(q, drift, p)
-        F_new, g_new = potential.value_and_grad(q_new)
-        if masked:
-            active = (n_steps > k).unsqueeze(-1)
-            q = torch.where(active, q_new, q)
-            F = torch.where(active.squeeze(-1), F_new, F)
-            grad = torch.where(active, g_new, grad)
-            # a full kick except on each row's last step, where it is a half kick
-            kick = torch.where((n_steps == k + 1).unsqueeze(-1), half, full) * active
-            p = torch.addcmul(p, kick, grad, value=-1)
-        else:
-            q, F, grad = q_new, F_new, g_new
-            # p is a fresh tensor of this transition: update it in place
-            p.addcmul_(half if k == n_max - 1 else full, grad, value=-1)
+        q, p, F, grad = steps.masked_step(q, p, F, grad, drift, half, full, n_steps, k)
     return q, p, F, grad

@@ -15,7 +15,7 @@ import numbers
 import torch
 
 from .._validation import check_positive_int, check_real
-from . import gibbs_binary, hmc, langevin, tempering as _tempering
+from . import compiled, gibbs_binary, hmc, langevin, tempering as _tempering
 from .warmup import Warmup, warmup_schedule
 
 __all__ = ["run", "make_kernel", "HMCKernel", "ULAKernel", "GibbsKernel"]
@@ -23,8 +23,8 @@ __all__ = ["run", "make_kernel", "HMCKernel", "ULAKernel", "GibbsKernel"]
 #: options each kernel accepts
 OPTIONS = {
     "hmc": {"step_size", "target_accept", "n_steps", "max_steps", "adapt_step_size", "adapt_mass",
-            "trajectory_length", "max_delta_energy", "chees_lr"},
-    "mala": {"step_size", "target_accept", "adapt_step_size", "adapt_mass", "max_delta_energy"},
+            "trajectory_length", "max_delta_energy", "chees_lr", "compile"},
+    "mala": {"step_size", "target_accept", "adapt_step_size", "adapt_mass", "max_delta_energy", "compile"},
     "ula": {"step_size", "noise", "clip_grad"},
     "gibbs": {"blocks"},
 }
@@ -39,16 +39,17 @@ def _positive(value, name: str, *, allow_zero: bool = False) -> float:
 
 
 class _Recorder:
-    """Writes each draw into a preallocated ``[chains, draws, D]`` tensor and keeps references to each
-    iteration's statistics (``[C]`` tensors or numbers), stacked once at the end."""
+    """Writes each draw into a preallocated ``[draws, chains, D]`` tensor (one contiguous block per
+    draw; returned as ``[chains, draws, D]``) and keeps references to each iteration's statistics
+    (``[C]`` tensors or numbers), stacked once at the end."""
 
     def __init__(self, C, S, D, dtype, device):
         self.C, self.dtype, self.device = C, dtype, device
-        self.draws = torch.empty((C, S, D), dtype=dtype, device=device)
+        self.draws = torch.empty((S, C, D), dtype=dtype, device=device)
         self.values = {k: [] for k in ("energy", "lp", "acceptance_rate", "step_size", "n_steps", "diverging")}
 
     def put(self, j, q, **values):
-        self.draws[:, j] = q
+        self.draws[j] = q
         for k, v in values.items():
             self.values[k].append(v)
 
@@ -63,7 +64,7 @@ class _Recorder:
             cols = [v.to(dt) if isinstance(v, torch.Tensor) else torch.full((self.C,), v, dtype=dt, device=self.device)
                     for v in vs]
             stats[k] = torch.stack([c.expand(self.C) for c in cols], 1)
-        return self.draws, stats
+        return self.draws.transpose(0, 1).contiguous(), stats
 
 
 class _Swapper:
@@ -112,6 +113,9 @@ class HMCKernel:
             eps = torch.as_tensor(self.step_size, dtype=torch.float64)
             if not bool(torch.isfinite(eps).all()) or not bool((eps > 0).all()):
                 raise ValueError(f"step_size must be finite and > 0, got {self.step_size}")
+        self.compile = opts.get("compile", False)
+        if not isinstance(self.compile, bool):
+            raise TypeError(f"compile must be True or False, got {self.compile!r}")
         self.T0 = opts.get("trajectory_length")
         if self.T0 is not None:
             self.T0 = _positive(self.T0, "trajectory_length")
@@ -122,10 +126,12 @@ class HMCKernel:
         self.state = hmc.init(pot, q)
         self.grad_evals = 1
         inv_mass = torch.ones((R, 1, D), dtype=q.dtype, device=q.device)
+        self.ops = compiled.compile_ops(pot, q, beta_rc, inv_mass, self.max_dE) if self.compile else None
         if self.step_size is not None:
             eps = torch.as_tensor(self.step_size, dtype=q.dtype, device=q.device).expand(R, C).clone()
         else:
-            eps, trials = hmc.find_initial_step_size(self.state, pot, beta_rc, inv_mass, gen, target=self.target)
+            eps, trials = hmc.find_initial_step_size(self.state, pot, beta_rc, inv_mass, gen, target=self.target,
+                                                     ops=self.ops)
             self.grad_evals += trials
         T0 = None
         if self.fixed_L is None:
@@ -163,7 +169,7 @@ class HMCKernel:
         self.L = L
         self.q_prev = self.state.q
         self.state, info = hmc.step(self.state, self.pot, self.eps, L, self.beta_rc, self.inv_mass, self.gen,
-                                    max_delta_energy=self.max_dE, cache=self.cache)
+                                    max_delta_energy=self.max_dE, cache=self.cache, ops=self.ops)
         self.grad_evals += L_max
         return info
 
@@ -177,7 +183,7 @@ class HMCKernel:
             self.inv_mass = w.inv_mass
             if self.adapt_step:
                 eps, trials = hmc.find_initial_step_size(self.state, self.pot, self.beta_rc, self.inv_mass, self.gen,
-                                                         start=w.step_size, target=self.target)
+                                                         start=w.step_size, target=w.target, ops=self.ops)
                 self.grad_evals += trials
                 w.restart_step_size(eps)
         self.eps = w.step_size
@@ -200,6 +206,7 @@ class HMCKernel:
             "inv_mass": pot.unflatten(self.inv_mass[0, 0]) if not pot.is_model else self.inv_mass[0, 0],
             "num_divergent_warmup": self.div_warm[0],
             "grad_evals": self.grad_evals,
+            "target_accept": self.warmup.target,
         }
         if self.fixed_L is None:
             out["trajectory_length"] = torch.tensor([math.exp(lt) for lt in self.log_T], dtype=self.eps.dtype,

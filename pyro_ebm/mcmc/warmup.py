@@ -55,6 +55,15 @@ TUNING_TOLERANCE = 0.1
 PROX_FACTOR = 1.0
 
 
+#: a checkpoint (the end of the last mass-matrix window, the middle of the final window) that saw more than this
+#: fraction of divergent transitions (target replica) raises the target acceptance, halving its distance
+#: to 1 (0.8 -> 0.9 -> 0.95), up to ``MAX_TARGET``: Stan's advice for divergences ("raise adapt_delta"),
+#: applied by the warmup itself. Divergences come from trajectories that reach regions stiffer than where
+#: the step size was tuned (a quartic well's walls), which the average acceptance hardly sees.
+DIVERGENCE_RATE = 1e-3
+MAX_TARGET = 0.99
+
+
 class TuningWarning(UserWarning):
     """Warmup ended with an acceptance rate far from its target: the step size is not tuned (give more
     ``num_warmup``, or check the energy for regions where its gradient explodes)."""
@@ -131,6 +140,12 @@ class Warmup:
         self.moments = None
         self._restarted_chees = False
         self._final_accept = []  # mean acceptance of each iteration of the final window's second half
+        self._div = [0, 0]  # divergent transitions and transitions (target replica) since the last checkpoint
+        final = schedule.final_start
+        # counted over the last mass-matrix window and the first half of the final one (earlier windows see
+        # the chains come in from their initial states: transients)
+        self._checkpoints = {final, final + (schedule.num_warmup - final) // 2}
+        self._count_from = schedule.windows[-1][0] if schedule.windows else 0
         self.restart_step_size(step_size)
         self.chees = None if trajectory_length is None else chees_init(trajectory_length)
         self._window_ends = {end for _, end in schedule.windows}
@@ -154,8 +169,13 @@ class Warmup:
         transition ``[R, C, D]``, ``info`` its :class:`~pyro_ebm.mcmc.hmc.HMCInfo` and ``traj_len``
         ``[R, C]`` (or ``None``) each chain's trajectory length. Returns ``True`` when a mass-matrix window
         closed (the caller then searches a step size for the new metric)."""
+        if self.adapt_step and i >= self._count_from:
+            self._div[0] += int(info.diverging[0].sum())
+            self._div[1] += info.diverging.shape[1]
         if self.adapt_step:
             self.da.step(self._target_t - info.accept_prob)
+            if i + 1 in self._checkpoints and self._raise_target() and i + 1 not in self._window_ends:
+                self.restart_step_size(torch.exp(self.da.get_state()[0]))
             self.step_size = torch.exp(self.da.get_state()[0])
             self.log_median_step = self.step_size.log().median(dim=1).values.tolist()
         if self.chees is not None:
@@ -185,6 +205,17 @@ class Warmup:
             med = self.step_size.log().median(dim=1).values.tolist()
             self.chees = chees_init([min(math.exp(lt), 4 * math.exp(m))
                                      for lt, m in zip(self.chees.log_T, med)])
+        return True
+
+    def _raise_target(self) -> bool:
+        """Raise the target acceptance if the transitions since the last checkpoint diverged too often
+        (dual averaging then restarts: at a window's end the run loop does it after a step-size search)."""
+        divergent, total = self._div
+        self._div = [0, 0]
+        if not (total and divergent > DIVERGENCE_RATE * total and self.target < MAX_TARGET):
+            return False
+        self.target = min(MAX_TARGET, 1 - (1 - self.target) / 2)
+        self._target_t = torch.full_like(self._target_t, self.target)
         return True
 
     def finish(self):
