@@ -7,10 +7,12 @@ integrator :mod:`~pyro_ebm.mcmc.integrator`, :mod:`~pyro_ebm.mcmc.langevin`,
 tempering replicas (:mod:`~pyro_ebm.mcmc.tempering`) and returns :class:`Samples`.
 :class:`PersistentChains` keeps a replay buffer for PCD-style training and runs the same loop;
 :class:`RecordingNUTS`/:class:`RecordingHMC` add per-draw statistics to stock ``pyro.infer.MCMC`` runs.
+With ``compile=True`` the HMC/MALA transition runs compiled (:mod:`~pyro_ebm.mcmc.compiled`).
 """
 
 from .api import KERNELS, make_generator, sample
 from .warmup import TuningWarning
+from .compiled import CompileWarning
 from .persistent import PersistentChains
 from .pyro_recording import RecordingHMC, RecordingNUTS, from_pyro_mcmc
 from .samples import STAT_NAMES, Samples
@@ -26,4 +28,5 @@ __all__ = [
     "from_pyro_mcmc",
     "make_generator",
     "TuningWarning",
+    "CompileWarning",
 ]

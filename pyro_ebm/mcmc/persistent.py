@@ -36,6 +36,8 @@ class PersistentChains:
     :param beta: inverse temperature.
     :param seed: int or ``torch.Generator``.
     :param dtype, device: of the buffer when ``init`` is not given.
+    :param compile: run the HMC/MALA transition compiled (see :mod:`pyro_ebm.mcmc.compiled`); compiled
+        once for the batch shape, then reused by every call.
 
     Example::
 
@@ -66,8 +68,11 @@ class PersistentChains:
         seed=None,
         dtype=None,
         device=None,
+        compile: bool = False,
     ):
         self.buffer_size = check_positive_int(buffer_size, "buffer_size")
+        if compile is not False and kernel not in ("hmc", "mala"):
+            raise ValueError(f"compile=True needs kernel 'hmc' or 'mala', got kernel={kernel!r}")
         if not 0.0 <= float(reinit_prob) <= 1.0:
             raise ValueError(f"reinit_prob must be in [0, 1], got {reinit_prob}")
         if kernel not in ("ula", "mala", "hmc", "gibbs"):
@@ -87,6 +92,8 @@ class PersistentChains:
                     "adapt_mass": False},
             "gibbs": {},
         }[kernel]
+        if kernel in ("hmc", "mala"):
+            opts["compile"] = compile
         self._kernel = make_kernel(kernel, opts)
         if init is not None:
             if not isinstance(init, torch.Tensor) or init.dim() < 1 or init.shape[0] != buffer_size:

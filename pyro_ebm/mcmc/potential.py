@@ -56,13 +56,17 @@ class EnergyPotential:
             return q.reshape((C,) + self.event_shape)
         return q.reshape((R, C) + self.event_shape)
 
-    def _energy(self, y: torch.Tensor) -> torch.Tensor:
+    def energy_fn(self):
+        """The function called on ``y`` (and ``x``): a plain callable wrapped by ``as_energy`` directly
+        (the wrapper's forward only forwards to it), unless someone hooked the wrapper module."""
         e = self.energy
-        # a plain callable wrapped by as_energy: call it directly (the wrapper's forward only forwards
-        # to it), unless someone hooked the wrapper module
         if type(e) is _CallableEnergy and not (e._forward_hooks or e._forward_pre_hooks or _global_hooks()):
-            return e.fn(y) if self.x is None else e.fn(y, self.x)
-        return e(y) if self.x is None else e(y, self.x)
+            return e.fn
+        return e
+
+    def _energy(self, y: torch.Tensor) -> torch.Tensor:
+        f = self.energy_fn()
+        return f(y) if self.x is None else f(y, self.x)
 
     def _call(self, q: torch.Tensor) -> torch.Tensor:
         return self._energy(self._input(q)).reshape(q.shape[:2])

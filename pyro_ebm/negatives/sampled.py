@@ -312,6 +312,8 @@ class PersistentNegatives(Negatives):
     :param n_leapfrog: leapfrog steps per HMC transition.
     :param beta: inverse temperature ``> 0``.
     :param seed: int or ``torch.Generator``.
+    :param compile: run the HMC/MALA transitions compiled (:mod:`pyro_ebm.mcmc.compiled`): the chains'
+        batch has the same shape at every call, so the compile is paid once.
 
     Conditioning ``x``, when given, is that of the examples the drawn entries are paired with.
 
@@ -341,9 +343,15 @@ class PersistentNegatives(Negatives):
         n_leapfrog: int = 5,
         beta: float = 1.0,
         seed: Seed = None,
+        compile: bool = False,
     ):
         super().__init__(seed)
         self.buffer_size = check_positive_int(buffer_size, "buffer_size")
+        if compile is not False and kernel not in ("hmc", "mala"):
+            raise ValueError(f"compile=True needs kernel 'hmc' or 'mala', got kernel={kernel!r}")
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be True or False, got {compile!r}")
+        self.compile = compile
         self.n_neg = check_positive_int(n_neg, "n_neg")
         self.steps = check_positive_int(steps, "steps", minimum=0)
         if isinstance(reinit_prob, bool) or not isinstance(reinit_prob, numbers.Real) or not 0 <= reinit_prob <= 1:
@@ -375,7 +383,7 @@ class PersistentNegatives(Negatives):
         self.chains = mcmc.PersistentChains(
             E, self.buffer_size, init, noise=self.noise, reinit_prob=self.reinit_prob, kernel=self.kernel,
             step_size=self.step_size, noise_scale=self.noise_scale, n_leapfrog=self.n_leapfrog,
-            beta=self.beta, seed=gen, dtype=y.dtype, device=y.device,
+            beta=self.beta, seed=gen, dtype=y.dtype, device=y.device, compile=self.compile,
         )
 
     def __call__(self, energy, y, x=None):

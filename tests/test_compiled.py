@@ -1,0 +1,139 @@
+"""The compiled sampler path (``compile=True``): the same draws as eager, cached compiles, training
+updates seen, and a clear fallback where an energy cannot be compiled.
+
+Compiling takes seconds, so the tests share a few energies (the compiled pieces are cached per energy and
+shapes) and use short runs: over long runs float rounding differences between compiled and eager kernels
+grow chaotically, as between any two builds of the same sampler.
+"""
+
+import warnings
+
+import pytest
+import torch
+
+from pyro_ebm.mcmc import PersistentChains, sample
+from pyro_ebm.mcmc import compiled
+from pyro_ebm.mcmc.compiled import CompileWarning
+
+torch.manual_seed(0)
+# float64, so that rounding differences between compiled and eager kernels (~1e-16) stay far below the
+# tolerances over a run's adaptation (in float32 they reach ~1e-3 after 50 adapted iterations, and an
+# accept/reject decision can flip)
+_NET = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
+
+
+def _net_energy(y):
+    return _NET(y).squeeze(-1) + 0.25 * (y * y).sum(-1)
+
+
+def _cond_energy(y, x):
+    return 0.5 * ((y - x) ** 2).sum(-1)
+
+
+def _run(F, compile, seed=0, chains=16, **kw):
+    init = torch.randn(chains, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        return sample(F, init, num_warmup=30, num_samples=20, seed=seed, progress=False, compile=compile, **kw)
+
+
+def test_compiled_gives_the_eager_draws_to_float_tolerance():
+    eager, comp = _run(_net_energy, False), _run(_net_energy, True)
+    assert torch.allclose(comp.draws, eager.draws, atol=1e-4), (comp.draws - eager.draws).abs().max()
+    assert torch.equal(comp.stats["n_steps"], eager.stats["n_steps"])
+    assert comp.info["grad_evals"] == eager.info["grad_evals"]
+
+
+@pytest.mark.slow
+def test_float32_fixed_step_transitions_match_eager():
+    F = lambda y: (y[..., 0] ** 2 - 1) ** 2 + 0.5 * y[..., 1] ** 2  # noqa: E731
+    init = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    opts = dict(step_size=0.1, n_steps=6, adapt_step_size=False, adapt_mass=False, progress=False, seed=2)
+    eager = sample(F, init, 0, 10, **opts)
+    comp = sample(F, init, 0, 10, compile=True, **opts)
+    assert torch.allclose(comp.draws, eager.draws, atol=1e-5)
+
+
+def test_second_call_compiles_nothing(monkeypatch):
+    _run(_net_energy, True)
+    made = []
+    original = compiled._Piece.__init__
+
+    def counting(self, fn, example):
+        made.append(fn)
+        original(self, fn, example)
+
+    monkeypatch.setattr(compiled._Piece, "__init__", counting)
+    _run(_net_energy, True, seed=3)
+    assert made == []
+
+
+def test_training_the_energy_in_place_is_seen_by_the_compiled_code():
+    _run(_net_energy, True)
+    with torch.no_grad():  # what an optimizer step does: update the parameters in place
+        for p in _NET.parameters():
+            p.mul_(1.5)
+    try:
+        eager, comp = _run(_net_energy, False, seed=5), _run(_net_energy, True, seed=5)
+        assert torch.allclose(comp.draws, eager.draws, atol=1e-4)
+    finally:
+        with torch.no_grad():
+            for p in _NET.parameters():
+                p.div_(1.5)
+
+
+@pytest.mark.slow
+def test_conditioning_x_is_an_input_not_a_constant():
+    x1, x2 = torch.tensor([1.0, -2.0], dtype=torch.float64), torch.tensor([-3.0, 0.5], dtype=torch.float64)
+    for x in (x1, x2):  # the second x reuses the compiled code and must move the draws with it
+        eager, comp = _run(_cond_energy, False, x=x), _run(_cond_energy, True, x=x)
+        assert torch.allclose(comp.draws, eager.draws, atol=1e-4)
+        assert torch.allclose(comp.draws.reshape(-1, 2).mean(0), x, atol=0.3)
+
+
+@pytest.mark.slow
+def test_tempering_replicas_use_the_masked_compiled_step():
+    eager = _run(_net_energy, False, tempering=3)
+    comp = _run(_net_energy, True, tempering=3)
+    assert torch.allclose(comp.draws, eager.draws, atol=1e-4)
+    assert torch.allclose(comp.info["swap_rates"], eager.info["swap_rates"], atol=1e-4)
+
+
+def test_persistent_chains_compile_once_and_match_eager():
+    def chains(compile):
+        return PersistentChains(_net_energy, 64, event_shape=(2,), kernel="hmc", step_size=0.2, n_leapfrog=5,
+                                seed=0, compile=compile, dtype=torch.float64)
+
+    eager, comp = chains(False), chains(True)
+    for _ in range(3):
+        a, b = eager.sample(32, steps=4), comp.sample(32, steps=4)
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_an_energy_that_cannot_be_traced_runs_eager_with_one_warning():
+    def branchy(y):  # Python control flow on tensor values: tracing cannot follow it
+        return (y * y).sum(-1) if float(y.sum()) > 0 else 2 * (y * y).sum(-1)
+
+    init = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(CompileWarning, match="could not be compiled.*running eager"):
+        comp = sample(branchy, init, 10, 10, seed=0, progress=False, compile=True)
+    eager = sample(branchy, init, 10, 10, seed=0, progress=False)
+    assert torch.equal(comp.draws, eager.draws)
+
+
+def test_a_pyro_model_runs_eager_with_a_warning():
+    import pyro
+    import pyro.distributions as dist
+
+    def model():
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    with pytest.warns(CompileWarning, match="Pyro models run eager"):
+        s = sample(model, 4, 10, 10, seed=0, progress=False, compile=True)
+    assert s.draws["z"].shape == (4, 10)
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_compile_must_be_a_bool(bad):
+    with pytest.raises(TypeError, match="compile must be True or False"):
+        sample(_net_energy, torch.zeros(4, 2, dtype=torch.float64), 5, 5, progress=False, compile=bad)
