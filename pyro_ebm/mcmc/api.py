@@ -131,12 +131,15 @@ def sample(
     :param progress: show a tqdm progress bar.
     :param x: conditioning passed to the energy ``F(y, x)`` (or the model's arguments).
     :param kernel_options: per kernel --
-        ``hmc``: ``step_size`` (initial; found by a doubling search if omitted), ``target_accept`` (0.8),
-        ``n_steps`` (fix the number of leapfrog steps, disabling trajectory-length adaptation),
+        ``hmc``: ``step_size`` (initial; found by a doubling search if omitted), ``target_accept`` (0.8;
+        the warmup raises it where transitions diverge, see ``info["target_accept"]``), ``n_steps`` (fix
+        the number of leapfrog steps, disabling trajectory-length adaptation),
         ``trajectory_length`` (initial, default 4 step sizes; its adaptation compares chains, so with
         one chain it is not adapted), ``max_steps`` (256), ``adapt_step_size``, ``adapt_mass`` (True),
-        ``max_delta_energy`` (1000, divergence threshold), ``chees_lr`` (0.05);
-        ``mala``: ``step_size``, ``target_accept`` (0.574), ``adapt_step_size``, ``adapt_mass``;
+        ``max_delta_energy`` (1000, divergence threshold), ``chees_lr`` (0.05), ``compile`` (False: run
+        the transition compiled, see :mod:`pyro_ebm.mcmc.compiled`; worth it when the same energy and
+        shapes are sampled many times, as in training; the first call compiles for seconds);
+        ``mala``: ``step_size``, ``target_accept`` (0.574), ``adapt_step_size``, ``adapt_mass``, ``compile``;
         ``ula``: ``step_size`` (0.01), ``noise`` (default ``sqrt(2 step / beta)``), ``clip_grad``;
         ``gibbs``: ``blocks`` (list of index tensors for an energy with ``conditional_logits``).
     :returns: :class:`Samples` with ``draws [chains, num_samples, *event]`` and ``stats``.
