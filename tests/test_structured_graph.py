@@ -358,5 +358,8 @@ def test_bad_inputs_name_what_was_wrong():
         graph_perceptron(tt, tt, reduction="avg")
     with pytest.raises(TypeError, match="margin"):
         graph_hinge(tt, tt, margin=lambda labels: "big")
+    two = [tt.with_energy(torch.zeros(2, 1))]
+    with pytest.raises(ValueError, match="list of batched"):
+        graph_hinge(two, two, margin=lambda labels: 1.0)
     with pytest.raises(TypeError, match=r"\ba\b"):
         hamming_distance("abc", [1])

@@ -106,12 +106,15 @@ def graph_perceptron(target, full, *, reduction: str = "mean") -> torch.Tensor:
 
 
 def _unbatched(graphs):
-    graphs, _ = _as_list(graphs, "graph_hinge")
-    out = []
-    for g in graphs:
-        e = g.energy
-        out += [g] if e.dim() == 1 else [g.with_energy(row) for row in e.reshape(-1, e.shape[-1])]
-    return out
+    """The graphs one by one in the order of their free energies (a batched graph row by row)."""
+    graphs, single = _as_list(graphs, "graph_hinge")
+    if single:
+        e = graphs[0].energy
+        return graphs if e.dim() == 1 else [graphs[0].with_energy(row) for row in e.reshape(-1, e.shape[-1])]
+    if any(g.energy.dim() != 1 for g in graphs):
+        raise ValueError("wrong: a callable margin needs one Graph with a batched energy or a list of Graphs with "
+                         "one energy per arc, not a list of batched Graphs")
+    return graphs
 
 
 def graph_hinge(target, wrong, margin=1.0, *, reduction: str = "mean") -> torch.Tensor:
