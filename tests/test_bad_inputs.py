@@ -509,6 +509,22 @@ CASES = {
     "pyro_ebm.structured.dtw": [C(lambda: _st().dtw(torch.zeros(2, 0, 3)), "cost")],
     "pyro_ebm.structured.squared_distances": [
         C(lambda: _st().squared_distances(torch.zeros(2, 3), torch.zeros(2, 4)), r"\bx\b|\by\b")],
+    "pyro_ebm.structured.Graph": [C(lambda: _g1().add_arc(0, 5, 0), "dst"),
+                                  C(lambda: _g1().add_arc(0, 1, 0, energy=NAN), "energy"),
+                                  C(lambda: _g1().with_energy(torch.zeros(4)), "energy")],
+    "pyro_ebm.structured.compose": [C(lambda: _st().compose(_g1(), None), "second")],
+    "pyro_ebm.structured.intersect": [C(lambda: _st().intersect(_g1(olabel=2), _g1()), "first")],
+    "pyro_ebm.structured.forward_score": [C(lambda: _st().forward_score(_g1(), beta=-1.0), "beta"),
+                                          C(lambda: _st().forward_score(_g1(start=False)), "start"),
+                                          C(lambda: _st().forward_score(_g1(cycle=True)), "acyclic")],
+    "pyro_ebm.structured.viterbi_score": [C(lambda: _st().viterbi_score(_g1(accept=False)), "accept")],
+    "pyro_ebm.structured.viterbi_path": [C(lambda: _st().viterbi_path("g"), "graphs")],
+    "pyro_ebm.structured.graph_nll": [C(lambda: _st().graph_nll(_g1(), _g1(), beta=0.0), "beta"),
+                                      C(lambda: _st().graph_nll(_g1(), 3), "full")],
+    "pyro_ebm.structured.graph_perceptron": [C(lambda: _st().graph_perceptron(_g1(), _g1(), reduction="x"),
+                                               "reduction")],
+    "pyro_ebm.structured.graph_hinge": [C(lambda: _st().graph_hinge(_g1(), _g1(), margin=-1.0), "margin")],
+    "pyro_ebm.structured.hamming_distance": [C(lambda: _st().hamming_distance(3, [1]), r"\ba\b")],
     # ------------------------------------------------------------------ models
     "pyro_ebm.models.Hopfield": [
         C(lambda: _mod().Hopfield(0), r"\bn\b"),
@@ -541,6 +557,16 @@ def _mod():
 
 def _st():
     return importlib.import_module("pyro_ebm.structured")
+
+
+def _g1(start=True, accept=True, cycle=False, olabel=None):
+    """A two-node graph with one arc (and optionally a cycle, no start or no accept node)."""
+    g = _st().Graph()
+    a, b = g.add_node(start=start), g.add_node(accept=accept)
+    g.add_arc(a, b, 0, olabel, energy=1.0)
+    if cycle:
+        g.add_arc(b, a, 0)
+    return g
 
 
 def _U():

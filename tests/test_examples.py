@@ -55,7 +55,7 @@ def test_energy_landscape_training_improves_the_density(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", ["stochastic_world", "collapse", "energy_landscape", "diagnose_negatives", "elastic_templates"]
+    "name", ["stochastic_world", "collapse", "energy_landscape", "diagnose_negatives", "elastic_templates", "check_reader"]
 )
 def test_example_runs_as_a_script(name, tmp_path):
     out = subprocess.run(
@@ -74,6 +74,20 @@ def test_elastic_templates_beat_nearest_raw_template(tmp_path):
     assert r["accuracy_baseline"] < 0.55
     assert r["accuracy_lvq2"] > max(0.6, r["accuracy_baseline"] + 0.15)
     assert r["accuracy_nll"] > max(0.6, r["accuracy_baseline"] + 0.15)
+
+
+def test_check_reader_global_training_reads_strings_and_rejects_doubtful_ones(tmp_path):
+    """The graph NLL (global) reads most held-out digit strings after a short training, better than the
+    locally normalized model with the same network and graphs; rejecting small energy gaps cuts errors."""
+    r = load("check_reader").main(["--quick", "--out", str(tmp_path)])
+    assert os.path.getsize(tmp_path / "check_reader.png") > 0
+    g, loc = r["global"], r["local"]
+    assert g["digit_accuracy"] > 0.75 and g["string_accuracy"] > 0.3
+    assert g["string_accuracy"] > loc["string_accuracy"] + 0.2
+    errors = [p["error"] for p in g["curve"]]
+    assert abs(errors[0] - (1 - g["string_accuracy"])) < 1e-9
+    assert errors[5] < 0.6 * errors[0]  # rejecting half the strings removes far more than half the errors
+    assert all(a >= b for a, b in zip(errors, errors[1:]))
 
 
 def test_diagnose_negatives_flags_plain_hmc_and_passes_tempering_rhat(tmp_path):
