@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
