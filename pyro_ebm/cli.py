@@ -236,7 +236,7 @@ def main(argv=None) -> int:
         "negatives, estimate log Z, compare with the truth and a Pyro mixture; writes a report")
     p_demo.add_argument("--out", default="outputs", help="folder for the report and figures (default: outputs)")
     p_demo.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
-    p_demo.add_argument("--steps", type=int, default=None, help="training steps (default 2000; 60 with --quick)")
+    p_demo.add_argument("--steps", type=int, default=None, help="training steps (default 2500; 40 with --quick)")
     p_demo.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p_demo.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     p_demo.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
