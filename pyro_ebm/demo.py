@@ -33,6 +33,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ._validation import check_positive_int
 from .energy import Energy
 
 __all__ = ["run_demo", "WallMLP"]
@@ -57,6 +58,7 @@ class WallMLP(Energy):
 
     def __init__(self, width: int = 64):
         super().__init__(event_shape=(2,))
+        width = check_positive_int(width, "width")
         self.net = nn.Sequential(nn.Linear(2, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
                                  nn.Linear(width, 1))
 
