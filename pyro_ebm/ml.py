@@ -458,7 +458,8 @@ def ml_fit(
     :param energy: the energy to train.
     :param data: ``[N, *event]``.
     :param sampler: a name for :func:`make_negatives` or a ready negative generator.
-    :param sampler_options: options of :func:`make_negatives` (``seed`` defaults to ``seed``).
+    :param sampler_options: options of :func:`make_negatives` (``seed`` defaults to ``seed``, plus the
+        process's rank in a data-parallel run, so that every rank keeps chains of its own).
     :param diagnose_every: probe the sampler every this many steps (``None``: no probe).
     :param diagnostics_options: options of :class:`SamplerDiagnostics` (``num_chains``, ``check``, ...).
     :param callbacks: more callbacks for ``fit``; they run after the diagnostics callback, so at a probed
@@ -467,7 +468,9 @@ def ml_fit(
     :param fit_options: the rest of :func:`~pyro_ebm.train.fit`'s options (``steps``, ``batch_size``,
         ``optimizer``, ``lr``, ``regularizers``, ``progress``, ``checkpoint``, ``resume``, ...). A checkpoint
         holds the diagnostics' random state and reports too, so a resumed run gives bit for bit the
-        parameters *and* the probes of the uninterrupted one.
+        parameters *and* the probes of the uninterrupted one. Under ``torch.distributed`` (e.g.
+        ``torchrun``) it runs unchanged, data parallel (see :func:`~pyro_ebm.train.fit`): every rank has
+        its own chains and shard of each batch, and probes its own chains.
     :returns: :class:`MLRun` ``(history, negatives, diagnostics)``.
 
     Example::
@@ -489,11 +492,12 @@ def ml_fit(
         >>> 2.5 < energy_precision < 6.0        # the data's precision is 4
         True
     """
+    from ._distributed import world
     from .train import fit
 
     if isinstance(sampler, str):
         opts = dict(sampler_options or {})
-        opts.setdefault("seed", seed)
+        opts.setdefault("seed", None if seed is None else seed + world()[0])
         negatives = make_negatives(sampler, **opts)
     elif callable(sampler):
         if sampler_options:

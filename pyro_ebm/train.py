@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 from torch import nn
 
+from . import _distributed
+from ._checkpoint import _check_checkpoint_path, _rank_state, load_checkpoint, save_checkpoint
 from ._validation import check_beta, check_positive_int
 from .energy import Energy, as_energy, batch_shape_of, check_energy_output
 from .negatives import negative_energies
@@ -268,7 +269,8 @@ class History:
 class DataOrder:
     """Minibatch indices: a fresh random permutation of ``range(n)`` per epoch, last partial batch dropped.
 
-    Its state (RNG, current permutation, position) is part of the checkpoint.
+    Its state (RNG, current permutation, position) is part of the checkpoint. The permutations are drawn
+    on ``device`` (default: the CPU) with a generator there; a checkpoint continues on the same device type.
 
     Example::
 
@@ -277,23 +279,27 @@ class DataOrder:
         [0, 1, 2, 3, 4, 5]
     """
 
-    def __init__(self, n: int, batch_size: int, seed=None):
+    def __init__(self, n: int, batch_size: int, seed=None, device=None):
         self.n = check_positive_int(n, "n")
         self.batch_size = check_positive_int(batch_size, "batch_size")
         if self.batch_size > self.n:
             raise ValueError(f"batch_size must be <= the number of data points {self.n}, got {self.batch_size}")
-        self.generator = torch.Generator()
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
             raise TypeError(f"seed must be an integer in [0, 2**64) or None, got {seed!r}")
+        try:
+            self.device = torch.device("cpu" if device is None else device)
+        except (TypeError, RuntimeError):
+            raise TypeError(f"device must be a torch.device or a device name, got {device!r}") from None
+        self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
-        self.perm = torch.randperm(self.n, generator=self.generator)
+        self.perm = torch.randperm(self.n, generator=self.generator, device=self.device)
         self.pos = 0
 
     def next(self) -> torch.Tensor:
         if self.pos + self.batch_size > self.n:
-            self.perm = torch.randperm(self.n, generator=self.generator)
+            self.perm = torch.randperm(self.n, generator=self.generator, device=self.device)
             self.pos = 0
         idx = self.perm[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
@@ -303,86 +309,24 @@ class DataOrder:
         return {"rng": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["rng"])
-        self.perm = state["perm"].clone()
+        try:
+            self.generator.set_state(state["rng"])
+        except RuntimeError as exc:
+            raise ValueError(
+                f"the data order's random state does not fit a generator on {self.device} (a checkpoint "
+                f"continues on the device type it was written on): {exc}"
+            ) from None
+        self.perm = state["perm"].to(self.device).clone()
         self.pos = int(state["pos"])
-
-
-# ------------------------------------------------------------------------------------------------------
-# checkpoints
-
-
-def save_checkpoint(path, *, step, energy, optimizer, negatives, order, history, callbacks=()) -> None:
-    """Write everything :func:`fit` needs to continue bit for bit (atomically: temp file, then rename)."""
-    state = {
-        "step": int(step),
-        "energy": energy.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "negatives": negatives.state_dict() if hasattr(negatives, "state_dict") else {},
-        "data_order": order.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "history": history.state_dict(),
-        # callbacks with state (e.g. pyro_ebm.ml.SamplerDiagnostics: its RNG and reports), in order
-        "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in callbacks],
-    }
-    path = _check_checkpoint_path(path, "path")
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, *, energy, optimizer, negatives, order, history, callbacks=()) -> int:
-    """Restore a :func:`save_checkpoint` into the given objects; returns the step counter."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"resume: no checkpoint at {path!r}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"resume: {path!r} is not a checkpoint written by fit ({type(exc).__name__}: {exc})") from exc
-    keys = ("step", "energy", "optimizer", "negatives", "data_order", "torch_rng", "cuda_rng", "history")
-    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise ValueError(f"resume: {path!r} is not a checkpoint written by fit (missing {missing})")
-    energy.load_state_dict(state["energy"])
-    optimizer.load_state_dict(state["optimizer"])
-    if hasattr(negatives, "load_state_dict"):
-        negatives.load_state_dict(state["negatives"])
-    order.load_state_dict(state["data_order"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    history.load_state_dict(state["history"])
-    for cb, cb_state in zip(callbacks, state.get("callbacks", [])):
-        if cb_state is not None and hasattr(cb, "load_state_dict"):
-            cb.load_state_dict(cb_state)
-    return int(state["step"])
 
 
 # ------------------------------------------------------------------------------------------------------
 # the loop
 
 
-def _check_checkpoint_path(checkpoint, name: str = "checkpoint") -> str:
-    """Fail before training, not after it, when the checkpoint cannot be written."""
-    try:
-        path = os.fspath(checkpoint)
-    except TypeError:
-        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(checkpoint).__name__}") from None
-    if not isinstance(path, str):
-        path = os.fsdecode(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"{name} must be a file path, got the directory {path!r}")
-    if not os.path.isdir(folder):
-        raise ValueError(f"{name}: the directory {folder!r} of {path!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"{name}: the directory {folder!r} of {path!r} is not writable")
-    return path
-
-
 def _check_fit_args(energy, data, x, loss, negatives, steps, regularizers, callbacks):
+    if isinstance(energy, nn.parallel.DistributedDataParallel):
+        energy = energy.module  # fit averages the gradients itself (see pyro_ebm._distributed)
     if not isinstance(energy, nn.Module):
         raise TypeError(f"energy must be an Energy (an nn.Module with parameters), got {type(energy).__name__}")
     if not isinstance(data, torch.Tensor) or not data.is_floating_point():
@@ -469,8 +413,18 @@ def fit(
     :param callbacks: ``callback(step, history)``, called after every step; returning ``True`` stops
         training (after the checkpoint, if any, is written). A callback with ``state_dict()`` and
         ``load_state_dict()`` is checkpointed and resumed with the rest.
-    :param progress: show a tqdm progress bar.
+    :param progress: show a tqdm progress bar (on rank 0 only, in a data-parallel run).
     :returns: the :class:`History` (of the whole run, including resumed steps).
+
+    **Data parallel** (``torch.distributed``, e.g. under ``torchrun``): when a process group with more
+    than one process is initialised, ``fit`` runs unchanged in every process. ``batch_size`` is then the
+    *global* batch (a multiple of the number of processes): every rank takes its own equal shard of it,
+    draws its own negatives (give each rank's generator its own seed; :func:`pyro_ebm.ml.ml_fit` does),
+    and the gradients and the step's scalars are averaged over the ranks in one all-reduce, so the
+    parameters move exactly as in one process training on the whole global batch. The parameters are
+    broadcast from rank 0 at the start; rank 0 alone writes the checkpoint, holding every rank's chains and
+    random state; it can be resumed on any number of processes (an extra rank starts fresh chains, the
+    chains of a missing rank are dropped; the same number continues bit for bit). See :doc:`/distributed`.
 
     Example::
 
@@ -496,28 +450,44 @@ def fit(
         checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
     if checkpoint is not None:
         checkpoint = _check_checkpoint_path(checkpoint)
+    rank, world = _distributed.world()
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if batch_size % world:
+        raise ValueError(
+            f"batch_size must be a multiple of the number of processes {world} (it is the global batch, "
+            f"split evenly among them), got {batch_size}"
+        )
     if optimizer is None:
         optimizer = torch.optim.Adam(energy.parameters(), lr=lr, weight_decay=weight_decay)
     if seed is not None and resume is None:
         torch.manual_seed(seed)
-    order = DataOrder(data.shape[0], batch_size, seed=seed)
+    order = DataOrder(data.shape[0], batch_size, seed=seed, device=data.device)
     history = History()
     step = 0
     if resume is not None:
         step = load_checkpoint(
             resume, energy=energy, optimizer=optimizer, negatives=negatives, order=order, history=history,
-            callbacks=callbacks,
+            callbacks=callbacks, rank=rank,
         )
+    params = [p for p in energy.parameters() if p.requires_grad]
+    if world > 1:
+        _distributed.broadcast_module(energy)
+    shard = slice(rank * (batch_size // world), (rank + 1) * (batch_size // world))
 
     def save():
+        ranks = None
+        if world > 1:
+            ranks = _distributed.gather_to_zero(_rank_state(negatives, callbacks))
+            if rank != 0:
+                return
         save_checkpoint(checkpoint, step=step, energy=energy, optimizer=optimizer, negatives=negatives,
-                        order=order, history=history, callbacks=callbacks)
+                        order=order, history=history, callbacks=callbacks, ranks=ranks)
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, initial=min(step, steps), disable=not progress, desc="fit")
+    bar = tqdm(total=steps, initial=min(step, steps), disable=not progress or rank != 0, desc="fit")
     while step < steps:
-        idx = order.next().to(data.device)
+        idx = order.next()[shard]  # this rank's shard of the global batch
         y = data[idx]
         xb = None if x is None else x[idx]
 
@@ -539,25 +509,34 @@ def fit(
             raise ValueError("loss must return a scalar tensor (use reduction='mean' or 'sum')")
         penalties = {getattr(r, "name", f"reg{i}"): r(energy, y, xb, pos, neg) for i, r in enumerate(regularizers)}
         total = value + sum(penalties.values()) if penalties else value
-        if not bool(torch.isfinite(total)):
-            raise FloatingPointError(f"the loss is not finite at step {step + 1}: {float(total)}")
 
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        scalars = {"loss": float(value.detach()), "energy_pos": float(pos.detach().mean()),
+                   "_total": float(total.detach())}
+        if neg is not None:
+            scalars["energy_neg"] = float(neg.detach().mean())
+        scalars.update({k: float(v.detach()) for k, v in penalties.items()})
+        scalars.update(getattr(negatives, "diagnostics", None) or {})
+        if world > 1:  # average gradients and scalars over the ranks (one all-reduce)
+            scalars = _distributed.average(params, scalars, data.device)
+        if not math.isfinite(scalars.pop("_total")):
+            raise FloatingPointError(f"the loss is not finite at step {step + 1}: {float(total)}")
         optimizer.step()
         step += 1
 
-        record = {"step": step, "loss": float(value.detach()), "energy_pos": float(pos.detach().mean())}
+        record = {"step": step, "loss": scalars.pop("loss"), "energy_pos": scalars.pop("energy_pos")}
         if neg is not None:
-            record["energy_neg"] = float(neg.detach().mean())
+            record["energy_neg"] = scalars.pop("energy_neg")
             record["gap"] = record["energy_neg"] - record["energy_pos"]
-        record.update({k: float(v.detach()) for k, v in penalties.items()})
-        record.update(getattr(negatives, "diagnostics", None) or {})
+        record.update(scalars)
         history.append(record)
         bar.update(1)
         bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "gap") if k in record}, refresh=False)
 
         stop = any([bool(cb(step, history)) for cb in callbacks])
+        if world > 1 and callbacks:
+            stop = _distributed.any_rank(stop, data.device)
         if checkpoint is not None and (
             stop or step == steps or (checkpoint_every is not None and step % checkpoint_every == 0)
         ):

@@ -5,6 +5,10 @@
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
 EXTRAS="${1:-}"
+if ! [[ "$EXTRAS" =~ ^[A-Za-z0-9_,-]*$ ]] || [[ "$EXTRAS" == -* ]]; then
+    echo "setup.sh: the extras must be a comma-separated list of names (e.g. test,docs), got '$EXTRAS'" >&2
+    return 2 2>/dev/null || exit 2
+fi
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi

@@ -117,6 +117,10 @@ def _part():
     return p
 
 
+def _demo():
+    return importlib.import_module("pyro_ebm.demo")
+
+
 def _train():
     import pyro_ebm.train as t
 
@@ -387,8 +391,16 @@ CASES = {
     ],
     # ------------------------------------------------------------------ cli
     "pyro_ebm.cli.main": [C(lambda: CLI.main(["no-such-command"]), "", exc=(SystemExit,))],
-    "pyro_ebm.cli.demo": [C(lambda: CLI.demo(seed=1.5, plots=False), "seed"),
-                          C(lambda: CLI.demo(out_dir=3, plots=False), "out_dir")],
+    "pyro_ebm.cli.tour": [C(lambda: CLI.tour(seed=1.5, plots=False), "seed"),
+                          C(lambda: CLI.tour(out_dir=3, plots=False), "out_dir")],
+    "pyro_ebm.cli.list_examples": [C(lambda: CLI.list_examples("/nonexistent/examples"), "examples",
+                                     exc=(FileNotFoundError,))],
+    "pyro_ebm.demo.run_demo": [C(lambda: _demo().run_demo(seed=1.5), "seed"),
+                               C(lambda: _demo().run_demo(out_dir=3), "out_dir"),
+                               C(lambda: _demo().run_demo(steps=0), "steps"),
+                               C(lambda: _demo().run_demo(device="tpu"), "device")],
+    "pyro_ebm.demo.WallMLP": [C(lambda: _demo().WallMLP(width=0), "width"),
+                              C(lambda: _demo().WallMLP(width=2.5), "width")],
     "pyro_ebm.cli.example_parser": [C(lambda: CLI.example_parser(3), "doc"),
                                     C(lambda: CLI.example_parser(""), "doc")],
     "pyro_ebm.cli.run_example": [C(lambda: CLI.run_example(3, CLI.example_parser("x"), []), "run"),

@@ -39,12 +39,12 @@ def test_checkerboard_only_dark_squares():
     assert ((i + j) % 2 == 0).all()
 
 
-def test_demo_runs_and_its_numbers_are_right(tmp_path, capsys):
-    from pyro_ebm.cli import demo
+def test_tour_runs_and_its_numbers_are_right(tmp_path, capsys):
+    from pyro_ebm.cli import tour
 
-    res = demo(out_dir=str(tmp_path), seed=0, quick=True)
+    res = tour(out_dir=str(tmp_path), seed=0, quick=True)
     out = capsys.readouterr().out
-    assert "found by" in out and (tmp_path / "demo.png").exists()
+    assert "found by" in out and (tmp_path / "tour.png").exists()
     assert len(res["minima"].values) == 2
     # mode weight within 4 Monte Carlo standard errors of quadrature
     assert abs(res["frac_right"] - res["exact_right"]) < 4 * res["frac_right_se"] + 1e-9
