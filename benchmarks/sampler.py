@@ -1,22 +1,25 @@
-"""Benchmark of the batched samplers against Pyro's stock NUTS and NumPyro's vectorised NUTS.
+"""Benchmark of the batched sampler, eager and compiled, against BlackJAX's ChEES-HMC, NumPyro's vectorised
+NUTS and Pyro's stock NUTS.
 
 Energies: an ill-conditioned 50-d Gaussian (standard deviations log-spaced from 0.1 to 10), a 2-d double
 well at beta = 4, a small random-MLP energy in 2-d, and a larger one in 64-d (two hidden layers of 256,
-the size of a small image EBM's energy; ``--only mlp64``). Every sampler does 500 warmup + 500 draws.
-Reported: ESS per second = min over coordinates of the bulk ESS (``arviz.ess``) of ``y`` and of ``y**2``,
-summed over chains, divided by the wall time including warmup (and, for NumPyro, with and without the
-JIT compilation). For this library also the sampler overhead = wall time / (batched gradient
-evaluations x time of one batched energy+gradient); that time is the median over blocks of repeated,
-warmed-up calls, the faster of the sampler's own ``value_and_grad`` and a plain
-``torch.autograd.grad(F(y).sum(), y)``.
+the size of a small image EBM's energy). Every sampler does 500 warmup + 500 draws with 256 chains (Pyro:
+``--pyro-chains``, one after another). ESS per second = min over coordinates of the bulk ESS
+(``arviz.ess``) of ``y`` and of ``y**2``, summed over chains, divided by the wall time including warmup.
 
-This library's sampler runs with seeds 0, 1, 2 (``--seeds``) and the run with the median ESS/s is reported,
-with the other two. The overhead is also reported against the gradient time measured inside the run
-(the sampler's gradient calls timed where they happen), with the rest of the time per transition (momentum
-draw, Metropolis test, adaptation, Python): the overhead is about ``1 + rest / (leapfrog steps x gradient)``.
+Each sampler is called ``--seeds`` times in one process with the same shapes (seeds 0, 1, ...): the first
+call is reported on its own -- it includes compiling, for this library's ``compile=True`` (from an empty
+Inductor cache unless ``--warm-cache``), for BlackJAX (``jax.jit`` of ChEES warmup + sampling) and NumPyro
+-- and the median of the later calls is the steady state that training lives in. BlackJAX runs
+``chees_adaptation`` (Adam at 0.025, diagonal mass matrix across chains) then jittered ``dynamic_hmc``.
 
-Run: ``python benchmarks/sampler.py [--chains 256] [--pyro-chains 2] [--skip-pyro] [--skip-numpyro]``.
-Pyro's chains run one after another (as ``pyro.infer.MCMC`` does when it has no spare cores).
+Also reported: the in-loop cost of one batched energy + gradient (eager: this library's
+``value_and_grad``; compiled: one compiled leapfrog step; BlackJAX: a jitted loop of gradients) and the
+overhead = wall time / (batched gradients x that cost). Both sides run on one thread by default
+(``--threads``: torch's intra-op threads and XLA's).
+
+Run: ``python benchmarks/sampler.py [--only NAME] [--skip-pyro] [--skip-numpyro] [--skip-blackjax]
+[--skip-compiled]``.
 """
 
 from __future__ import annotations
@@ -303,10 +306,15 @@ def main():
                          "is the steady state")
     ap.add_argument("--only", default=None, help="run one energy: gauss50, double_well, mlp2d or mlp64")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads (1 avoids OpenMP stalls on small tensors on a busy machine)")
+                    help="torch intra-op threads and, at 1, XLA's (1 avoids stalls on small tensors on a busy machine; "
+                         "at more than 1 XLA keeps its own default pool)")
     args = ap.parse_args()
     import os
     import tempfile
+
+    if args.threads == 1:  # both sides on one thread; read when jax is first imported
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
 
     if not args.warm_cache:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-bench-")
