@@ -118,3 +118,15 @@ def test_model_example_runs_as_a_script(name, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert os.path.exists(tmp_path / f"{name}.png")
+
+
+def test_ellipse_latent_pushing_down_shapes_the_energy(tmp_path):
+    """The latent-variable generative EBM trained on the data's free energy alone learns the radii, its
+    minima over y lie on the ellipse, and its low-energy volume is far below that of a collapsed model."""
+    r = load("ellipse_latent").main(["--quick", "--out", str(tmp_path)])
+    assert os.path.getsize(tmp_path / "ellipse_latent.png") > 0
+    assert r["radius_error"] < 0.05
+    assert min(r["on_ellipse"].values()) > 0.9
+    assert r["volume"] < 0.05 and r["volume_collapsed"] > 0.3
+    assert abs(r["ray_argmin"]["inf"] - 1.5) < 0.05
+    assert r["ray_barrier"]["1.0"] < r["ray_barrier"]["inf"]  # beta smooths the well
