@@ -603,6 +603,27 @@ CASES = {
         C(lambda: _mod().low_energy_volume(F2, torch.zeros(3, 2), -1.0, 1.0, num_points=0), "num_points"),
         C(lambda: _mod().low_energy_volume(3, torch.zeros(3, 2), -1.0, 1.0), "energy"),
     ],
+    "pyro_ebm.models.DenoisingAutoEncoder": [
+        C(lambda: _mod().DenoisingAutoEncoder(lambda y: y, 2), r"\bg\b"),
+        C(lambda: _mod().DenoisingAutoEncoder(torch.nn.Identity(), 0), r"\bdim\b"),
+        C(lambda: _mod().DenoisingAutoEncoder(torch.nn.Identity(), 2).loss(torch.zeros(3, 2), 0.0), "sigma"),
+        C(lambda: _mod().DenoisingAutoEncoder(torch.nn.Identity(), 2).loss(torch.full((3, 2), NAN), 0.1), r"\by\b"),
+    ],
+    "pyro_ebm.models.contracting_penalty": [
+        C(lambda: _mod().contracting_penalty(3, torch.zeros(2, 2)), "encoder"),
+        C(lambda: _mod().contracting_penalty(lambda y: y.sum(), torch.zeros(2, 2)), "encoder"),
+        C(lambda: _mod().contracting_penalty(lambda y: y, [0.0]), r"\by\b"),
+    ],
+    "pyro_ebm.models.saturating_penalty": [
+        C(lambda: _mod().saturating_penalty(torch.zeros(2, 2), "tanh"), "activation"),
+        C(lambda: _mod().saturating_penalty(torch.zeros(2, 2), "shrink", threshold=-1.0), "threshold"),
+        C(lambda: _mod().saturating_penalty([0.0], "relu"), "preactivation"),
+    ],
+    "pyro_ebm.models.CouplingFlow": [
+        C(lambda: _mod().CouplingFlow(1), r"\bdim\b"),
+        C(lambda: _mod().CouplingFlow(2, n_layers=0), "n_layers"),
+        C(lambda: _mod().CouplingFlow(2).energy(torch.zeros(3, 3)), r"\by\b"),
+    ],
     "pyro_ebm.models.rbm_ais": [
         C(lambda: _mod().rbm_ais(torch.zeros(4, 3), torch.zeros(4), torch.zeros(3), num_particles=0), "num_particles"),
         C(lambda: _mod().rbm_ais(torch.zeros(4, 3), torch.zeros(5), torch.zeros(3)), "visible_bias"),
