@@ -199,14 +199,15 @@ class LISTA(nn.Module):
             z = soft_threshold(b + z @ self.lateral, self.threshold.clamp(min=0))
         return z
 
-    def fit(self, Y, *, epochs: int = 300, lr: float = 1e-3, batch_size: int = 128, seed=0) -> "LISTA":
-        """Train on ``Y`` ``[N, d]`` to regress the FISTA codes (mean squared code error, Adam); records
-        ``loss_`` per epoch; returns self."""
+    def fit(self, Y, *, epochs: int = 300, lr: float = 1e-3, batch_size: int = 128, seed=0,
+            target_steps: int = 500) -> "LISTA":
+        """Train on ``Y`` ``[N, d]`` to regress the FISTA codes (``target_steps`` iterations; mean squared code
+        error, Adam); records ``loss_`` per epoch; returns self."""
         Y = check_data(Y, "Y", self.event_shape[0]).to(self.encoder)
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
         lr = check_real(lr, "lr", minimum=0.0, strict=True)
-        target = self.sparse_coding.infer(Y)
+        target = self.sparse_coding.infer(Y, steps=check_positive_int(target_steps, "target_steps"))
         gen = make_generator(seed)
         opt = torch.optim.Adam(self.parameters(), lr=lr)
         self.loss_ = []
