@@ -624,6 +624,15 @@ CASES = {
         C(lambda: _mod().CouplingFlow(2, n_layers=0), "n_layers"),
         C(lambda: _mod().CouplingFlow(2).energy(torch.zeros(3, 3)), r"\by\b"),
     ],
+    "pyro_ebm.models.VAEEnergy": [
+        C(lambda: _mod().VAEEnergy(lambda z: z, torch.nn.Linear(2, 2), dim=2, latent_dim=1), "decoder"),
+        C(lambda: _mod().VAEEnergy(torch.nn.Linear(1, 2), torch.nn.Linear(2, 2), dim=2, latent_dim=1, sigma=0.0),
+          "sigma"),
+        C(lambda: _mod().VAEEnergy(torch.nn.Linear(1, 2), torch.nn.Linear(2, 2), dim=2, latent_dim=1)
+          .free_energy(torch.zeros(3, 3)), r"\by\b"),
+        C(lambda: _mod().VAEEnergy(torch.nn.Linear(1, 2), torch.nn.Linear(2, 2), dim=2, latent_dim=1)
+          .variational_free_energy(torch.zeros(3, 2), num_samples=0), "num_samples"),
+    ],
     "pyro_ebm.models.rbm_ais": [
         C(lambda: _mod().rbm_ais(torch.zeros(4, 3), torch.zeros(4), torch.zeros(3), num_particles=0), "num_particles"),
         C(lambda: _mod().rbm_ais(torch.zeros(4, 3), torch.zeros(5), torch.zeros(3)), "visible_bias"),

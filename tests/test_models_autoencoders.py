@@ -114,3 +114,40 @@ def test_latent_generative_ebm_grid_refinement_and_beta():
         m2.free_energy(y, x, beta=1.0)
     f_direct, _ = free_energy_min(m, y, torch.zeros(1, 1, dtype=torch.float64), x, steps=2000, lr=0.05)
     assert bool((f_inf <= f_direct.detach() + 1e-6).all())
+
+
+def _linear_vae(perturb=0.0):
+    from pyro_ebm.models import VAEEnergy
+
+    g = torch.Generator().manual_seed(0)
+    d, k, s = 3, 1, 0.5
+    w = torch.randn(k, d, generator=g, dtype=torch.float64)
+    b = torch.randn(d, generator=g, dtype=torch.float64)
+    dec = torch.nn.Linear(k, d).double()
+    dec.weight.data, dec.bias.data = w.T.clone(), b.clone()
+    cov_post = torch.linalg.inv(torch.eye(k, dtype=torch.float64) + w @ w.T / s**2)  # exact posterior (k = 1)
+    gain = cov_post @ w / s**2
+    enc = torch.nn.Linear(d, 2 * k).double()
+    enc.weight.data = torch.cat([gain + perturb, torch.zeros(k, d, dtype=torch.float64)], 0)
+    enc.bias.data = torch.cat([-gain @ b, torch.log(torch.diagonal(cov_post))])
+    y = torch.randn(4, d, generator=g, dtype=torch.float64)
+    exact = -torch.distributions.MultivariateNormal(b, w.T @ w + s**2 * torch.eye(d, dtype=torch.float64)).log_prob(y)
+    return VAEEnergy(dec, enc, dim=d, latent_dim=k, sigma=s), y, exact
+
+
+def test_vae_energy_free_energy_is_minus_log_likelihood():
+    vae, y, exact = _linear_vae()
+    # exact posterior: log p(y, z) - log q(z) is constant, so importance sampling is exact with any sample
+    assert torch.allclose(vae.free_energy(y, beta=1.0, num_samples=10, seed=0).detach(), exact, atol=1e-10)
+    # and the VAE loss (reconstruction + KL) is tight: its Monte Carlo estimate has mean -log p(y)
+    draws = torch.stack([vae.variational_free_energy(y, num_samples=50, seed=s).detach() for s in range(200)])
+    z = (draws.mean(0) - exact) / (draws.std(0) / math.sqrt(200))
+    assert float(z.abs().max()) < 4
+    # zero temperature: min_z -log p(y, z), at the posterior mean (Gaussian: the mode)
+    z_map = vae.infer(y).detach()
+    assert torch.allclose(vae.free_energy(y, beta=float("inf")).detach(), vae(y, z_map).detach(), atol=1e-8)
+    # a wrong encoder: the variational free energy is an upper bound (by the KL to the posterior)
+    bad, y, exact = _linear_vae(perturb=1.0)
+    draws = torch.stack([bad.variational_free_energy(y, num_samples=50, seed=s).detach() for s in range(200)])
+    z = (draws.mean(0) - exact) / (draws.std(0) / math.sqrt(200))
+    assert float(z.min()) > -4 and float((draws.mean(0) - exact).mean()) > 0.1

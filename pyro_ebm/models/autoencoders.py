@@ -7,6 +7,7 @@ r"""Auto-encoder energies and penalties (A3, C3) and a normalizing-flow energy (
   saturating auto-encoder's distance of each unit to the flat part of its activation.
 * :class:`CouplingFlow` -- ``F(y) = -log p(y)`` of an affine-coupling normalizing flow: a tractable baseline
   whose partition function is 1 by construction.
+* :class:`VAEEnergy` -- ``-log p(y, z)`` of a Gaussian-decoder VAE with its variational free energy (A2).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import torch
 from torch import nn
 
 from .._rng import make_generator
-from .._validation import check_positive_int, check_real
-from ..energy import Energy
+from .._validation import check_beta, check_positive_int, check_real
+from ..energy import Energy, LatentEnergy
+from ..inference import free_energy_importance, free_energy_min
 from ._common import check_units
 from ._data import check_input
 
-__all__ = ["DenoisingAutoEncoder", "contracting_penalty", "saturating_penalty", "CouplingFlow"]
+__all__ = ["DenoisingAutoEncoder", "contracting_penalty", "saturating_penalty", "CouplingFlow", "VAEEnergy"]
 
 
 class DenoisingAutoEncoder(Energy):
@@ -196,3 +198,82 @@ class CouplingFlow(Energy):
             logdet = logdet + ld
         d = y.shape[-1]
         return 0.5 * (u**2).sum(-1) + 0.5 * d * math.log(2 * math.pi) - logdet
+
+
+class VAEEnergy(LatentEnergy):
+    r"""A VAE-style latent energy (A2): reconstruction plus the KL information limit on ``z``.
+
+    .. math:: E(y, z) = \frac{\lVert y - \mathrm{Dec}(z)\rVert^2}{2\sigma^2} + \frac{\lVert z\rVert^2}{2}
+              + \frac d2\log 2\pi\sigma^2 + \frac k2 \log 2\pi = -\log p(y, z),
+
+    so that the free energy at ``beta = 1`` is :math:`-\log p(y)`. The encoder gives a Gaussian
+    :math:`q(z\mid y) = \mathcal N(\mu(y), \operatorname{diag} e^{\ell(y)})`, and :meth:`variational_free_energy`
+    is the VAE loss, reconstruction plus :math:`\mathrm{KL}(q \,\Vert\, \mathcal N(0, I))` (an upper bound of
+    :math:`-\log p(y)`, tight when ``q`` is the posterior): the KL term charges for the information ``z``
+    carries about ``y``, which is what keeps the volume of low energy small.
+
+    :param decoder: module ``[*batch, k] -> [*batch, d]``.
+    :param encoder: module ``[*batch, d] -> [*batch, 2k]`` (mean and log-variance).
+    :param dim: ``d``; :param latent_dim: ``k``; :param sigma: observation noise ``> 0``.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_ebm.models import VAEEnergy
+        >>> dec, enc = torch.nn.Linear(1, 2), torch.nn.Linear(2, 2)
+        >>> vae = VAEEnergy(dec, enc, dim=2, latent_dim=1, sigma=0.5)
+        >>> vae.variational_free_energy(torch.zeros(3, 2), num_samples=4, seed=0).shape
+        torch.Size([3])
+    """
+
+    def __init__(self, decoder: nn.Module, encoder: nn.Module, *, dim: int, latent_dim: int, sigma: float = 1.0):
+        for name, m in (("decoder", decoder), ("encoder", encoder)):
+            if not isinstance(m, nn.Module):
+                raise TypeError(f"{name} must be a torch.nn.Module, got {type(m).__name__}")
+        super().__init__(event_shape=(check_units(dim, "dim"),), latent_shape=(check_units(latent_dim, "latent_dim"),))
+        self.decoder, self.encoder = decoder, encoder
+        self.sigma = check_real(sigma, "sigma", minimum=0.0, strict=True)
+
+    def forward(self, y, z, x=None):
+        if x is not None:
+            raise TypeError("VAEEnergy takes no conditioning x")
+        d, k = self.event_shape[0], self.latent_shape[0]
+        recon = ((y - self.decoder(z)) ** 2).sum(-1) / (2 * self.sigma**2)
+        return recon + 0.5 * (z**2).sum(-1) + 0.5 * d * math.log(2 * math.pi * self.sigma**2) \
+            + 0.5 * k * math.log(2 * math.pi)
+
+    def posterior(self, y: torch.Tensor) -> torch.distributions.Distribution:
+        """The encoder's ``q(z | y)``, a diagonal Gaussian with batch shape ``batch``."""
+        y = check_input(y, self.event_shape, "y")
+        mu, log_var = self.encoder(y).chunk(2, -1)
+        return torch.distributions.Independent(torch.distributions.Normal(mu, torch.exp(0.5 * log_var)), 1)
+
+    def infer(self, y: torch.Tensor) -> torch.Tensor:
+        """The encoder's mean ``[*batch, k]`` (amortised inference)."""
+        return self.posterior(y).mean
+
+    def variational_free_energy(self, y: torch.Tensor, *, num_samples: int = 1, seed=None) -> torch.Tensor:
+        r"""The VAE loss per sample, ``[*batch]``: :math:`\mathbb E_q[-\log p(y \mid z)] + \mathrm{KL}(q \Vert
+        \mathcal N(0, I))`, the expectation by ``num_samples`` reparameterised draws."""
+        num_samples = check_positive_int(num_samples, "num_samples")
+        q = self.posterior(y)
+        eps = torch.randn((num_samples,) + tuple(q.mean.shape), generator=make_generator(seed),
+                          dtype=q.mean.dtype).to(q.mean.device)
+        z = q.mean + q.base_dist.scale * eps
+        d = self.event_shape[0]
+        nll = ((y - self.decoder(z)) ** 2).sum(-1) / (2 * self.sigma**2) + 0.5 * d * math.log(2 * math.pi * self.sigma**2)
+        mu, var = q.mean, q.base_dist.scale**2
+        kl = 0.5 * (var + mu**2 - 1 - torch.log(var)).sum(-1)
+        return nll.mean(0) + kl
+
+    def free_energy(self, y: torch.Tensor, beta=1.0, *, num_samples: int = 1000, seed=0) -> torch.Tensor:
+        r"""``F_beta(y)`` ``[*batch]``: at finite ``beta`` by importance sampling from the encoder's ``q``
+        (:func:`pyro_ebm.free_energy_importance`; at ``beta = 1`` an estimate of ``-log p(y)``); at
+        ``beta = inf`` the minimum over ``z`` by :func:`pyro_ebm.free_energy_min` from the encoder's mean."""
+        y = check_input(y, self.event_shape, "y")
+        beta = check_beta(beta, allow_inf=True)
+        if isinstance(beta, float) and math.isinf(beta):
+            return free_energy_min(self, y, self.infer(y).detach().unsqueeze(0), steps=500, lr=0.05)[0]
+        q = self.posterior(y)
+        q = torch.distributions.Independent(torch.distributions.Normal(q.mean.detach(), q.base_dist.scale.detach()), 1)
+        return free_energy_importance(self, y, q, num_samples, beta=beta, generator=make_generator(seed)).value
