@@ -130,3 +130,14 @@ def test_ellipse_latent_pushing_down_shapes_the_energy(tmp_path):
     assert r["volume"] < 0.05 and r["volume_collapsed"] > 0.3
     assert abs(r["ray_argmin"]["inf"] - 1.5) < 0.05
     assert r["ray_barrier"]["1.0"] < r["ray_barrier"]["inf"]  # beta smooths the well
+
+
+def test_regularized_volume_bounded_models_and_collapse(tmp_path):
+    """Architecture or a latent regularizer keeps the low-energy volume small; a latent as large as the data
+    (PCA(2) in 2-D, sparse coding with lam = 0) reconstructs everything: the energy is flat, volume 1."""
+    r = load("regularized_volume").main(["--quick", "--out", str(tmp_path)])
+    assert os.path.getsize(tmp_path / "regularized_volume.png") > 0
+    v = r["volumes"]
+    assert v["PCA(2), collapsed"] > 0.99 and v["sparse coding, lam = 0"] > 0.99
+    assert v["PCA(1)"] < 0.4 and v["KMeans(12)"] < 0.1 and v["GMM(12), beta = 1"] < 0.1
+    assert v["sparse coding, lam = 0.5"] < 0.3

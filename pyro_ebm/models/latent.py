@@ -150,7 +150,7 @@ class LatentGenerativeEBM(LatentEnergy):
 
 
 def low_energy_volume(energy, data: torch.Tensor, low, high, *, num_points: int = 10000, quantile: float = 0.5,
-                      seed=0) -> float:
+                      atol: float = 1e-6, seed=0) -> float:
     r"""The fraction of the box ``[low, high]`` whose energy is below the data's median energy.
 
     A regularized or architecturally constrained energy keeps this fraction small (low energy only near the
@@ -160,6 +160,8 @@ def low_energy_volume(energy, data: torch.Tensor, low, high, *, num_points: int 
     :param data: ``[M, d]``; the threshold is the ``quantile`` (default the median) of ``F(data)``.
     :param low, high: the box's corners (floats or ``[d]`` tensors).
     :param num_points: uniform points in the box.
+    :param atol: energies up to ``atol`` above the threshold count as below it (so that an energy that is flat
+        up to rounding has volume 1).
     :param seed: seed or ``torch.Generator``.
     :returns: a float in ``[0, 1]``.
 
@@ -178,6 +180,7 @@ def low_energy_volume(energy, data: torch.Tensor, low, high, *, num_points: int 
     d = data.shape[1]
     num_points = check_positive_int(num_points, "num_points")
     quantile = check_real(quantile, "quantile", minimum=0.0)
+    atol = check_real(atol, "atol", minimum=0.0)
     if quantile > 1:
         raise ValueError(f"quantile must be in [0, 1], got {quantile}")
     lo = torch.as_tensor(low, dtype=data.dtype).expand(d)
@@ -189,4 +192,4 @@ def low_energy_volume(energy, data: torch.Tensor, low, high, *, num_points: int 
     with torch.no_grad():
         threshold = torch.quantile(energy(data).detach().to(data.dtype), quantile)
         e = energy(pts.to(data.device)).detach()
-    return float((e <= threshold).to(data.dtype).mean())
+    return float((e <= threshold + atol).to(data.dtype).mean())
