@@ -55,7 +55,8 @@ def test_energy_landscape_training_improves_the_density(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", ["stochastic_world", "collapse", "energy_landscape", "diagnose_negatives", "elastic_templates"]
+    "name", ["stochastic_world", "collapse", "energy_landscape", "diagnose_negatives", "elastic_templates",
+             "ellipse_latent", "regularized_volume"]
 )
 def test_example_runs_as_a_script(name, tmp_path):
     out = subprocess.run(

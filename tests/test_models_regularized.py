@@ -99,7 +99,7 @@ def test_kmeans_is_gmm_at_zero_temperature(data):
         nll = GaussianMixture.from_kmeans(km, beta).free_energy(data, beta=1.0)
         f_km = km.free_energy(data, beta=beta)
         assert torch.allclose(nll, beta * f_km + math.log(3) + 2.5 * math.log(math.pi / beta), rtol=1e-10, atol=1e-8)
-        gaps.append(sk.inertia_ - float(f_km.sum()))
+        gaps.append(sk.inertia_ - float(f_km.detach().sum()))
     assert all(g >= 0 for g in gaps) and all(a > b for a, b in zip(gaps, gaps[1:]))
     assert gaps[-1] < 1e-6
 
