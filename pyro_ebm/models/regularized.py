@@ -15,8 +15,6 @@ enough to train it, because the architecture itself keeps most of the space at h
 from __future__ import annotations
 
 import math
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -225,7 +223,7 @@ class KMeans(_Fitted):
             raise TypeError("KMeans takes no conditioning x")
         return ((y - z @ self.cluster_centers_) ** 2).sum(-1)
 
-    def codes(self, like: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def codes(self) -> torch.Tensor:
         """The ``K`` one-hot latent values ``[K, K]``."""
         c = self.cluster_centers_
         return torch.eye(self.n_clusters, dtype=c.dtype, device=c.device)
