@@ -502,6 +502,23 @@ CASES = {
     ],
     "pyro_ebm.partition.energy_from_model": [C(lambda: _part().energy_from_model(3), "model"),
                                              C(lambda: _part().energy_from_model(_normal_model, site=3), "site")],
+    "pyro_ebm.losses.score_matching": [
+        C(lambda: L.score_matching(F2, torch.zeros(3, 2), reduction="avg"), "reduction"),
+        C(lambda: L.score_matching(F2, torch.zeros(3, 2, dtype=torch.long)), r"\by\b"),
+        C(lambda: L.score_matching(F2, torch.tensor([[NAN, 0.0]])), r"\by\b"),
+        C(lambda: L.score_matching(_e2(), torch.zeros(3, 3)), r"\by\b"),
+    ],
+    "pyro_ebm.losses.sliced_score_matching": [
+        C(lambda: L.sliced_score_matching(F2, torch.zeros(3, 2), 0), "num_projections"),
+        C(lambda: L.sliced_score_matching(F2, torch.zeros(3, 2), projection="sphere"), "projection"),
+        C(lambda: L.sliced_score_matching(F2, torch.zeros(3, 2), seed=1.5), "seed"),
+    ],
+    "pyro_ebm.losses.denoising_score_matching": [
+        C(lambda: L.denoising_score_matching(F2, torch.zeros(3, 2), 0.0), "sigma"),
+        C(lambda: L.denoising_score_matching(F2, torch.zeros(3, 2), NAN), "sigma"),
+        C(lambda: L.denoising_score_matching(F2, torch.zeros(3, 2), 0.1, noise=torch.zeros(3)), "noise"),
+        C(lambda: L.denoising_score_matching(F2, torch.zeros(3, 2), 0.1, noise=torch.full((3, 2), NAN)), "noise"),
+    ],
     # ------------------------------------------------------------------ structured
     "pyro_ebm.structured.chain_free_energy": [
         C(lambda: _st().chain_free_energy(_U(), _P(), beta=0.0), "beta"),
@@ -555,6 +572,97 @@ CASES = {
         C(lambda: _mod().RBM(4, 3, beta=NAN), "beta"),
         C(lambda: _mod().RBM(4, 3).fit(torch.full((4, 4), 0.5)), "data"),
         C(lambda: _mod().RBM(4, 3).log_partition(method="magic"), "method"),
+    ],
+    "pyro_ebm.models.PCA": [
+        C(lambda: _mod().PCA(0), "n_components"),
+        C(lambda: _mod().PCA(3).fit(torch.randn(10, 2)), "n_components"),
+        C(lambda: _mod().PCA(1).fit(torch.tensor([[0.0, NAN], [1.0, 2.0]])), r"\bY\b"),
+        C(lambda: _mod().PCA(1).fit(torch.randn(10, 2)).free_energy(torch.zeros(4, 3)), r"\by\b"),
+        C(lambda: _mod().PCA(1).fit(torch.randn(10, 2)).free_energy(torch.zeros(4, 2), beta=0.0), "beta"),
+        C(lambda: _mod().PCA(1).infer(torch.zeros(4, 2)), "fit"),
+    ],
+    "pyro_ebm.models.KMeans": [
+        C(lambda: _mod().KMeans(0), "n_clusters"),
+        C(lambda: _mod().KMeans(2, seed=1.5), "seed"),
+        C(lambda: _mod().KMeans(5).fit(torch.randn(3, 2)), "n_clusters"),
+        C(lambda: _mod().KMeans(2).fit(torch.tensor([[NAN, 0.0], [1.0, 1.0], [2.0, 2.0]])), r"\bY\b"),
+        C(lambda: _mod().KMeans.from_sklearn(3), r"\bsk\b"),
+        C(lambda: _mod().KMeans(2).fit(torch.randn(5, 2)).free_energy(torch.zeros(3)), r"\by\b"),
+    ],
+    "pyro_ebm.models.GaussianMixture": [
+        C(lambda: _mod().GaussianMixture(torch.tensor([0.5, 0.6]), torch.zeros(2, 2), torch.eye(2).expand(2, 2, 2)),
+          "weights"),
+        C(lambda: _mod().GaussianMixture(torch.ones(1), torch.zeros(1, 2), -torch.eye(2).unsqueeze(0)), "covariances"),
+        C(lambda: _mod().GaussianMixture(torch.ones(1), torch.zeros(1, 2), torch.eye(3).unsqueeze(0)), "covariances"),
+        C(lambda: _mod().GaussianMixture(torch.ones(1), torch.zeros(1, 2), torch.eye(2).unsqueeze(0))
+          .free_energy(torch.tensor([[NAN, 0.0]])), r"\by\b"),
+        C(lambda: _mod().GaussianMixture.from_sklearn(3), r"\bsk\b"),
+        C(lambda: _mod().GaussianMixture.from_kmeans("km", 1.0), "kmeans"),
+    ],
+    "pyro_ebm.models.SparseCoding": [
+        C(lambda: _mod().SparseCoding(torch.eye(2), lam=-0.1), "lam"),
+        C(lambda: _mod().SparseCoding(torch.zeros(3), lam=0.1), "dictionary"),
+        C(lambda: _mod().SparseCoding(torch.eye(2)).infer(torch.zeros(3, 3)), r"\by\b"),
+        C(lambda: _mod().SparseCoding(torch.eye(2)).infer(torch.tensor([[NAN, 0.0]])), r"\by\b"),
+        C(lambda: _mod().SparseCoding(torch.eye(2)).infer(torch.zeros(3, 2), method="lars"), "method"),
+        C(lambda: _mod().SparseCoding(torch.eye(2)).fit(torch.zeros(3, 3)), r"\bY\b"),
+        C(lambda: _mod().SparseCoding(torch.ones(3, 2)).free_energy(torch.zeros(1, 2), beta=1.0), "full row rank"),
+    ],
+    "pyro_ebm.models.LISTA": [
+        C(lambda: _mod().LISTA(torch.eye(2)), "sparse_coding"),
+        C(lambda: _mod().LISTA(_mod().SparseCoding(torch.eye(2)), n_layers=0), "n_layers"),
+        C(lambda: _mod().LISTA(_mod().SparseCoding(torch.eye(2)))(torch.zeros(3, 4)), r"\by\b"),
+        C(lambda: _mod().LISTA(_mod().SparseCoding(torch.eye(2))).fit(torch.zeros(3, 2), lr=0.0), r"\blr\b"),
+    ],
+    "pyro_ebm.models.soft_threshold": [C(lambda: _mod().soft_threshold(torch.ones(2), -1.0), "threshold"),
+                                       C(lambda: _mod().soft_threshold([1.0], 1.0), r"\bu\b")],
+    "pyro_ebm.models.LatentGenerativeEBM": [
+        C(lambda: _mod().LatentGenerativeEBM(3, event_shape=(2,), latent_shape=(1,)), "decoder"),
+        C(lambda: _mod().LatentGenerativeEBM(lambda h, z: z, event_shape=(2,), latent_shape=(2,),
+                                             z_values=torch.zeros(4, 3)), "z_values"),
+        C(lambda: _mod().LatentGenerativeEBM(lambda h, z: z, event_shape=(2,), latent_shape=(2,),
+                                             z_measure=0.0), "z_measure"),
+        C(lambda: _mod().LatentGenerativeEBM(lambda h, z: z, event_shape=(2,), latent_shape=(2,))
+          .free_energy(torch.zeros(3, 2), beta=1.0), "z_values"),
+        C(lambda: _mod().LatentGenerativeEBM(lambda h, z: z, event_shape=(2,), latent_shape=(2,),
+                                             z_values=torch.zeros(4, 2)).free_energy(torch.zeros(3, 2), beta=NAN),
+          "beta"),
+    ],
+    "pyro_ebm.models.low_energy_volume": [
+        C(lambda: _mod().low_energy_volume(F2, torch.zeros(3, 2), 1.0, -1.0), "high"),
+        C(lambda: _mod().low_energy_volume(F2, torch.full((3, 2), NAN), -1.0, 1.0), "data"),
+        C(lambda: _mod().low_energy_volume(F2, torch.zeros(3, 2), -1.0, 1.0, num_points=0), "num_points"),
+        C(lambda: _mod().low_energy_volume(3, torch.zeros(3, 2), -1.0, 1.0), "energy"),
+    ],
+    "pyro_ebm.models.DenoisingAutoEncoder": [
+        C(lambda: _mod().DenoisingAutoEncoder(lambda y: y, 2), r"\bg\b"),
+        C(lambda: _mod().DenoisingAutoEncoder(torch.nn.Identity(), 0), r"\bdim\b"),
+        C(lambda: _mod().DenoisingAutoEncoder(torch.nn.Identity(), 2).loss(torch.zeros(3, 2), 0.0), "sigma"),
+        C(lambda: _mod().DenoisingAutoEncoder(torch.nn.Identity(), 2).loss(torch.full((3, 2), NAN), 0.1), r"\by\b"),
+    ],
+    "pyro_ebm.models.contracting_penalty": [
+        C(lambda: _mod().contracting_penalty(3, torch.zeros(2, 2)), "encoder"),
+        C(lambda: _mod().contracting_penalty(lambda y: y.sum(), torch.zeros(2, 2)), "encoder"),
+        C(lambda: _mod().contracting_penalty(lambda y: y, [0.0]), r"\by\b"),
+    ],
+    "pyro_ebm.models.saturating_penalty": [
+        C(lambda: _mod().saturating_penalty(torch.zeros(2, 2), "tanh"), "activation"),
+        C(lambda: _mod().saturating_penalty(torch.zeros(2, 2), "shrink", threshold=-1.0), "threshold"),
+        C(lambda: _mod().saturating_penalty([0.0], "relu"), "preactivation"),
+    ],
+    "pyro_ebm.models.CouplingFlow": [
+        C(lambda: _mod().CouplingFlow(1), r"\bdim\b"),
+        C(lambda: _mod().CouplingFlow(2, n_layers=0), "n_layers"),
+        C(lambda: _mod().CouplingFlow(2).energy(torch.zeros(3, 3)), r"\by\b"),
+    ],
+    "pyro_ebm.models.VAEEnergy": [
+        C(lambda: _mod().VAEEnergy(lambda z: z, torch.nn.Linear(2, 2), dim=2, latent_dim=1), "decoder"),
+        C(lambda: _mod().VAEEnergy(torch.nn.Linear(1, 2), torch.nn.Linear(2, 2), dim=2, latent_dim=1, sigma=0.0),
+          "sigma"),
+        C(lambda: _mod().VAEEnergy(torch.nn.Linear(1, 2), torch.nn.Linear(2, 2), dim=2, latent_dim=1)
+          .free_energy(torch.zeros(3, 3)), r"\by\b"),
+        C(lambda: _mod().VAEEnergy(torch.nn.Linear(1, 2), torch.nn.Linear(2, 2), dim=2, latent_dim=1)
+          .variational_free_energy(torch.zeros(3, 2), num_samples=0), "num_samples"),
     ],
     "pyro_ebm.models.rbm_ais": [
         C(lambda: _mod().rbm_ais(torch.zeros(4, 3), torch.zeros(4), torch.zeros(3), num_particles=0), "num_particles"),

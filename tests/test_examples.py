@@ -55,7 +55,8 @@ def test_energy_landscape_training_improves_the_density(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", ["stochastic_world", "collapse", "energy_landscape", "diagnose_negatives", "elastic_templates", "check_reader"]
+    "name", ["stochastic_world", "collapse", "energy_landscape", "diagnose_negatives", "elastic_templates",
+             "check_reader", "ellipse_latent", "regularized_volume"]
 )
 def test_example_runs_as_a_script(name, tmp_path):
     out = subprocess.run(
@@ -132,3 +133,26 @@ def test_model_example_runs_as_a_script(name, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert os.path.exists(tmp_path / f"{name}.png")
+
+
+def test_ellipse_latent_pushing_down_shapes_the_energy(tmp_path):
+    """The latent-variable generative EBM trained on the data's free energy alone learns the radii, its
+    minima over y lie on the ellipse, and its low-energy volume is far below that of a collapsed model."""
+    r = load("ellipse_latent").main(["--quick", "--out", str(tmp_path)])
+    assert os.path.getsize(tmp_path / "ellipse_latent.png") > 0
+    assert r["radius_error"] < 0.05
+    assert min(r["on_ellipse"].values()) > 0.9
+    assert r["volume"] < 0.05 and r["volume_collapsed"] > 0.3
+    assert abs(r["ray_argmin"]["inf"] - 1.5) < 0.05
+    assert r["ray_barrier"]["1.0"] < r["ray_barrier"]["inf"]  # beta smooths the well
+
+
+def test_regularized_volume_bounded_models_and_collapse(tmp_path):
+    """Architecture or a latent regularizer keeps the low-energy volume small; a latent as large as the data
+    (PCA(2) in 2-D, sparse coding with lam = 0) reconstructs everything: the energy is flat, volume 1."""
+    r = load("regularized_volume").main(["--quick", "--out", str(tmp_path)])
+    assert os.path.getsize(tmp_path / "regularized_volume.png") > 0
+    v = r["volumes"]
+    assert v["PCA(2), collapsed"] > 0.99 and v["sparse coding, lam = 0"] > 0.99
+    assert v["PCA(1)"] < 0.4 and v["KMeans(12)"] < 0.1 and v["GMM(12), beta = 1"] < 0.1
+    assert v["sparse coding, lam = 0.5"] < 0.3

@@ -1,0 +1,225 @@
+r"""A2 of the lecture: a regularizer on the latent limits the volume of low energy.
+
+* :class:`SparseCoding` -- ``E(y, z) = ||y - z D||^2 + lam |z|_1`` with ISTA/FISTA inference, the
+  zero-temperature free energy as the Lasso optimum, and dictionary learning.
+* :class:`LISTA` -- a learned encoder with the unrolled structure of ISTA (Gregor & LeCun 2010) that
+  approximates the sparse code in a fixed number of layers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .._rng import make_generator
+from .._validation import check_positive_int, check_real
+from ..energy import LatentEnergy
+from ..inference import free_energy_importance
+from ._data import as_beta, check_data, check_input, check_matrix
+
+__all__ = ["SparseCoding", "LISTA", "soft_threshold"]
+
+
+def soft_threshold(u: torch.Tensor, threshold) -> torch.Tensor:
+    """The proximal map of ``threshold * |.|_1``: ``sign(u) max(|u| - threshold, 0)`` (elementwise).
+
+    Example::
+
+        >>> import torch
+        >>> soft_threshold(torch.tensor([-2.0, 0.5, 3.0]), 1.0)
+        tensor([-1.,  0.,  2.])
+    """
+    if not isinstance(u, torch.Tensor):
+        raise TypeError(f"u must be a tensor, got {type(u).__name__}")
+    if isinstance(threshold, torch.Tensor):
+        if bool((threshold < 0).any()):
+            raise ValueError("threshold must be >= 0")
+    else:
+        threshold = check_real(threshold, "threshold", minimum=0.0)
+    return torch.sign(u) * torch.relu(u.abs() - threshold)
+
+
+class SparseCoding(LatentEnergy):
+    r"""Sparse coding (A2): a reconstruction cost plus an L1 regularizer on the code.
+
+    .. math:: E(y, z) = \lVert y - z D \rVert^2 + \lambda \lVert z \rVert_1,
+
+    ``D`` ``[k, d]`` (rows are atoms, scikit-learn's convention), ``z`` ``[k]``. The L1 term keeps most codes
+    from reconstructing well, so only a union of low-dimensional subspaces spanned by few atoms gets low
+    energy. Zero-temperature inference is the Lasso, solved by ISTA or FISTA; the finite-``beta`` free
+    energy integrates ``z`` over :math:`\mathbb{R}^k` (:meth:`free_energy`).
+
+    :param dictionary: ``[k, d]``.
+    :param lam: ``lambda >= 0``.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_ebm.models import SparseCoding
+        >>> sc = SparseCoding(torch.eye(2), lam=0.5)
+        >>> sc.infer(torch.tensor([[1.0, 0.1]]))  # soft threshold at lam / 2
+        tensor([[0.7500, 0.0000]])
+        >>> sc.free_energy(torch.tensor([[1.0, 0.1]]), beta=float("inf")).detach()  # 0.25^2 + 0.1^2 + 0.5 * 0.75
+        tensor([0.4475])
+    """
+
+    def __init__(self, dictionary: torch.Tensor, lam: float = 0.1):
+        dictionary = check_matrix(dictionary, "dictionary", "[k, d] (rows are atoms)")
+        super().__init__(event_shape=(dictionary.shape[1],), latent_shape=(dictionary.shape[0],))
+        self.lam = check_real(lam, "lam", minimum=0.0)
+        self.dictionary = nn.Parameter(dictionary.detach().clone())
+
+    def forward(self, y, z, x=None):
+        if x is not None:
+            raise TypeError("SparseCoding takes no conditioning x")
+        return ((y - z @ self.dictionary) ** 2).sum(-1) + self.lam * z.abs().sum(-1)
+
+    def lipschitz(self) -> float:
+        """``L = 2 sigma_max(D)^2``, the Lipschitz constant of the reconstruction gradient in ``z``."""
+        d = self.dictionary.detach()
+        return 2.0 * float(torch.linalg.matrix_norm(d, ord=2)) ** 2
+
+    def infer(self, y: torch.Tensor, method: str = "fista", *, steps: int = 1000, tol: float = 1e-10,
+              z_init=None) -> torch.Tensor:
+        """The sparse code ``argmin_z E(y, z)`` ``[*batch, k]`` by ISTA or FISTA (step ``1/L``), stopping when
+        no code moves by more than ``tol``. Detached."""
+        if method not in ("ista", "fista"):
+            raise ValueError(f"method must be 'ista' or 'fista', got {method!r}")
+        steps = check_positive_int(steps, "steps")
+        tol = check_real(tol, "tol", minimum=0.0)
+        y = check_input(y, self.event_shape, "y").detach()
+        d = self.dictionary.detach()
+        step = 1.0 / max(self.lipschitz(), 1e-30)
+        z = torch.zeros(y.shape[:-1] + (d.shape[0],), dtype=y.dtype, device=y.device)
+        if z_init is not None:
+            z = z + check_input(z_init, self.latent_shape, "z_init").detach()
+        v, t = z, 1.0
+        for _ in range(steps):
+            grad = -2.0 * (y - v @ d) @ d.T
+            z_new = soft_threshold(v - step * grad, self.lam * step)
+            if method == "fista":
+                t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+                v = z_new + ((t - 1.0) / t_new) * (z_new - z)
+                t = t_new
+            else:
+                v = z_new
+            done = bool(((z_new - z).abs() <= tol).all())
+            z = z_new
+            if done:
+                break
+        return z
+
+    def free_energy(self, y: torch.Tensor, beta=float("inf"), *, num_samples: int = 4096, seed=0,
+                    **infer_kwargs) -> torch.Tensor:
+        r"""``F_beta(y)`` ``[*batch]``. At ``beta = inf``: ``E(y, z*)`` with the FISTA code (differentiable in
+        ``y`` and ``D`` by the envelope theorem). At finite ``beta``, :math:`-\frac1\beta\log\int
+        e^{-\beta E(y,z)}dz` by importance sampling (:func:`pyro_ebm.free_energy_importance`) from the
+        Gaussian that is exact for the reconstruction term (needs ``D`` of full row rank)."""
+        y = check_input(y, self.event_shape, "y")
+        b = as_beta(beta, y)
+        if b.dim() > 0:
+            raise ValueError("beta must be a scalar here")
+        if torch.isinf(b):
+            return self(y, self.infer(y, **infer_kwargs))
+        d = self.dictionary
+        gram = 2.0 * float(b) * (d @ d.T)
+        chol, info = torch.linalg.cholesky_ex(gram.detach())
+        if int(info) != 0:
+            raise ValueError("free_energy at finite beta needs a dictionary of full row rank (k <= d)")
+        z_ls = torch.linalg.solve(d @ d.T, (y @ d.T).unsqueeze(-1)).squeeze(-1).detach()
+        proposal = torch.distributions.MultivariateNormal(z_ls, scale_tril=torch.linalg.inv(chol).mT)
+        gen = make_generator(seed)
+        return free_energy_importance(self, y, proposal, num_samples, beta=float(b), generator=gen).value
+
+    def fit(self, Y, *, n_iter: int = 30, infer_steps: int = 300) -> "SparseCoding":
+        """Dictionary learning by block coordinate descent on the summed energy: codes by FISTA, then the
+        dictionary by least squares, atoms rescaled to unit norm (the L1 term would otherwise shrink the
+        codes and grow the atoms). Records ``objective_`` (the summed energy after each round); returns self."""
+        Y = check_data(Y, "Y", self.event_shape[0]).to(self.dictionary)
+        n_iter = check_positive_int(n_iter, "n_iter")
+        history = []
+        with torch.no_grad():
+            for _ in range(n_iter):
+                z = self.infer(Y, steps=infer_steps)
+                gram = z.T @ z + 1e-9 * torch.eye(z.shape[1], dtype=z.dtype)
+                new = torch.linalg.solve(gram, z.T @ Y)
+                norm = torch.linalg.vector_norm(new, dim=1, keepdim=True)
+                dead = norm.squeeze(1) < 1e-12
+                new = torch.where(dead[:, None], self.dictionary, new / norm.clamp(min=1e-12))
+                self.dictionary.copy_(new)
+                history.append(float(self(Y, self.infer(Y, steps=infer_steps)).sum()))
+        self.objective_ = history
+        return self
+
+
+class LISTA(nn.Module):
+    r"""Learned ISTA (Gregor & LeCun 2010): ``T`` layers of ``z <- soft(y W_e + z S, theta)``.
+
+    Initialised so that it *is* ``T`` steps of ISTA on ``sparse_coding`` (``W_e = 2 D^T / L``,
+    ``S = I - 2 D D^T / L``, ``theta = lam / L``, from ``z = 0``); :meth:`fit` then trains ``W_e``, ``S`` and
+    ``theta`` to predict the optimal codes, so that ``T`` layers approximate the Lasso solution better than
+    ``T`` ISTA steps. An amortised inference for the energy: ``sparse_coding(y, lista(y))`` is an upper bound
+    of the zero-temperature free energy.
+
+    :param sparse_coding: the :class:`SparseCoding` energy whose inference it learns.
+    :param n_layers: ``T``.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_ebm.models import LISTA, SparseCoding
+        >>> sc = SparseCoding(torch.tensor([[1.0, 0.0], [0.6, 0.8]]), lam=0.1)
+        >>> y = torch.tensor([[1.0, 1.0]])
+        >>> torch.allclose(LISTA(sc, n_layers=5)(y), sc.infer(y, "ista", steps=5))
+        True
+    """
+
+    def __init__(self, sparse_coding: SparseCoding, n_layers: int = 3):
+        super().__init__()
+        if not isinstance(sparse_coding, SparseCoding):
+            raise TypeError(f"sparse_coding must be a SparseCoding energy, got {type(sparse_coding).__name__}")
+        self.n_layers = check_positive_int(n_layers, "n_layers")
+        d = sparse_coding.dictionary.detach()
+        lip = sparse_coding.lipschitz()
+        k = d.shape[0]
+        self.event_shape = sparse_coding.event_shape
+        self.encoder = nn.Parameter(2.0 * d.T / lip)
+        self.lateral = nn.Parameter(torch.eye(k, dtype=d.dtype) - 2.0 * d @ d.T / lip)
+        self.threshold = nn.Parameter(torch.full((k,), sparse_coding.lam / lip, dtype=d.dtype))
+        object.__setattr__(self, "sparse_coding", sparse_coding)  # a view, not a submodule
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """The code ``[*batch, k]`` after ``T`` layers."""
+        y = check_input(y, self.event_shape, "y")
+        b = y @ self.encoder
+        z = soft_threshold(b, self.threshold.clamp(min=0))
+        for _ in range(self.n_layers - 1):
+            z = soft_threshold(b + z @ self.lateral, self.threshold.clamp(min=0))
+        return z
+
+    def fit(self, Y, *, epochs: int = 300, lr: float = 1e-3, batch_size: int = 128, seed=0,
+            target_steps: int = 500) -> "LISTA":
+        """Train on ``Y`` ``[N, d]`` to regress the FISTA codes (``target_steps`` iterations; mean squared code
+        error, Adam); records ``loss_`` per epoch; returns self."""
+        Y = check_data(Y, "Y", self.event_shape[0]).to(self.encoder)
+        epochs = check_positive_int(epochs, "epochs")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        lr = check_real(lr, "lr", minimum=0.0, strict=True)
+        target = self.sparse_coding.infer(Y, steps=check_positive_int(target_steps, "target_steps"))
+        gen = make_generator(seed)
+        opt = torch.optim.Adam(self.parameters(), lr=lr)
+        self.loss_ = []
+        for _ in range(epochs):
+            perm = torch.randperm(Y.shape[0], generator=gen)
+            total = 0.0
+            for i in range(0, Y.shape[0], batch_size):
+                idx = perm[i : i + batch_size]
+                loss = ((self(Y[idx]) - target[idx]) ** 2).sum(-1).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            self.loss_.append(total / Y.shape[0])
+        return self
