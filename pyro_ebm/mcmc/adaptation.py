@@ -34,7 +34,10 @@ __all__ = [
     "CheesState",
     "chees_init",
     "chees_gradient",
+    "chees_terms",
+    "chees_gradient_from_terms",
     "chees_update",
+    "dual_averaging_update",
     "warmup_windows",
 ]
 
@@ -58,17 +61,31 @@ class BatchedDualAveraging:
         self._x_avg = torch.zeros_like(prox_center)
         self._x_t = prox_center
 
+    def weights(self) -> tuple:
+        """The next update's ``(1 / (t + t0), sqrt(t) / gamma, t^-kappa)``, ``t`` its 1-based count."""
+        t = self._t + 1
+        return 1.0 / (t + self.t0), t**0.5 / self.gamma, t ** (-self.kappa)
+
     def step(self, g: torch.Tensor) -> None:
+        self.set(*dual_averaging_update(self._g_avg, self._x_avg, self.prox_center, g, *self.weights()))
+
+    def set(self, g_avg: torch.Tensor, x_t: torch.Tensor, x_avg: torch.Tensor) -> None:
+        """Store the result of :func:`dual_averaging_update` with :meth:`weights` (one more step)."""
         self._t += 1
-        t = self._t
-        # g_avg = (1 - 1 / (t + t0)) g_avg + g / (t + t0)
-        self._g_avg = torch.lerp(self._g_avg, g, 1.0 / (t + self.t0))
-        self._x_t = torch.add(self.prox_center, self._g_avg, alpha=-(t**0.5) / self.gamma)
-        self._x_avg = torch.lerp(self._x_avg, self._x_t, t ** (-self.kappa))
+        self._g_avg, self._x_t, self._x_avg = g_avg, x_t, x_avg
 
     def get_state(self):
         """``(x_t, x_avg)``: the latest iterate and the weighted average of the iterates."""
         return self._x_t, self._x_avg
+
+
+def dual_averaging_update(g_avg, x_avg, prox_center, g, w_g, c, w_x):
+    """One step of the scheme with :meth:`BatchedDualAveraging.weights` ``(w_g, c, w_x)`` (floats or 0-d
+    tensors): ``g_avg = lerp(g_avg, g, w_g)``, ``x_t = prox_center - c g_avg``, ``x_avg = lerp(x_avg, x_t,
+    w_x)``. Returns ``(g_avg, x_t, x_avg)``."""
+    g_avg = torch.lerp(g_avg, g, w_g)
+    x_t = prox_center - c * g_avg
+    return g_avg, x_t, torch.lerp(x_avg, x_t, w_x)
 
 
 class MomentsState(NamedTuple):
@@ -157,17 +174,27 @@ def chees_gradient(
                           ("metric", metric, (R, 1, D))):
         if tuple(t.shape) != want:
             raise ValueError(f"{name} must have shape {want} (q0 is {tuple(q0.shape)}), got {tuple(t.shape)}")
-    w = accept_prob
-    wn = w / w.sum(1, keepdim=True)
-    out = _chees_terms(q0, q_prop, p_prop, wn, traj_len, metric)
-    if not all(map(math.isfinite, out)):
-        # a non-finite proposal (weight 0, but 0 * inf = nan): replace it by its chain's start
-        valid = (w > 0).unsqueeze(-1)
-        q_prop = torch.where(valid, q_prop, q0)
-        p_prop = torch.where(valid, p_prop, 0.0)
-        out = _chees_terms(q0, q_prop, p_prop, wn, traj_len, metric)
+    return chees_gradient_from_terms(chees_terms(q0, q_prop, p_prop, accept_prob, traj_len, metric).tolist(),
+                                     cost_exponent)
+
+
+def chees_terms(q0, q_prop, p_prop, accept_prob, traj_len, metric) -> torch.Tensor:
+    """The tensor part of :func:`chees_gradient`: ``[dChEES/dlogT per replica, 4 ChEES per replica]``
+    (``[2 R]``). A proposal that is not finite has acceptance probability 0 and weight 0; it is replaced by
+    its chain's start so that ``0 * inf`` cannot make a NaN."""
+    valid = (accept_prob > 0).unsqueeze(-1)
+    q_prop = torch.where(valid, q_prop, q0)
+    p_prop = torch.where(valid, p_prop, torch.zeros_like(p_prop))
+    wn = accept_prob / accept_prob.sum(1, keepdim=True)
+    return _chees_terms(q0, q_prop, p_prop, wn, traj_len, metric)
+
+
+def chees_gradient_from_terms(terms: List[float], cost_exponent: float = 0.5) -> List[float]:
+    """The per-replica gradients of :func:`chees_gradient` from :func:`chees_terms` (as floats); a
+    replica with no usable chain gets 0."""
+    R = len(terms) // 2
     grads = []
-    for g, chees_4 in zip(out[:R], out[R:]):
+    for g, chees_4 in zip(terms[:R], terms[R:]):
         if not (math.isfinite(g) and math.isfinite(chees_4)):
             g = 0.0
         elif cost_exponent:
@@ -177,14 +204,14 @@ def chees_gradient(
 
 
 def _chees_terms(q0, qp, pp, wn, traj_len, metric):
-    """``[dChEES/dlogT for each replica] + [4 ChEES for each replica]`` as one list of floats."""
+    """``[dChEES/dlogT for each replica] + [4 ChEES for each replica]`` as one tensor ``[2 R]``."""
     d0 = q0 - q0.mean(1, keepdim=True)
     d1 = qp - torch.matmul(wn.unsqueeze(1), qp)  # q' minus the weighted mean of the proposals
     # |d1|^2_M - |d0|^2_M
     diff = torch.matmul(torch.addcmul(d1 * d1, d0, d0, value=-1), metric.transpose(-1, -2)).squeeze(-1)
     wdiff = wn * diff
     g = torch.linalg.vecdot(wdiff, traj_len * torch.linalg.vecdot(d1, pp))
-    return torch.cat((g, torch.linalg.vecdot(wdiff, diff))).tolist()
+    return torch.cat((g, torch.linalg.vecdot(wdiff, diff)))
 
 
 def chees_update(

@@ -173,7 +173,13 @@ class CompiledOps:
             return functools.partial(step_fn, vg)
         return lambda *a: step_fn(lambda z: vg(z, a[-1]), *a[:-1])
 
+    compiled = True
+
     # -- hmc.EagerOps interface --------------------------------------------------------------------
+    def call(self, name, fn, args):
+        """``fn(*args)`` compiled, for a function that does not call the energy (the warmup's update)."""
+        return self._get(name, lambda: fn, args, shared=True)
+
     def begin(self, xi, sd, beta, F):
         return self._get("begin", lambda: hmc.begin, (xi, sd, beta, F), shared=True)
 

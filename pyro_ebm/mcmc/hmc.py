@@ -171,8 +171,14 @@ class EagerOps:
     :mod:`pyro_ebm.mcmc.compiled` provides the same interface with each piece compiled."""
 
     stepper = None
+    compiled = False
     begin = staticmethod(begin)
     end = staticmethod(end)
+
+    @staticmethod
+    def call(name, fn, args):
+        """Run ``fn(*args)`` (compiled ops compile it, cached under ``name`` and the input shapes)."""
+        return fn(*args)
 
 
 _EAGER = EagerOps()

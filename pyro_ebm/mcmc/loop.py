@@ -141,7 +141,7 @@ class HMCKernel:
             self.jitter = torch.rand(num_warmup + num_samples, generator=gen, dtype=q.dtype, device=q.device).tolist()
         self.warmup = Warmup(warmup_schedule(num_warmup, self.adapt_mass), eps, inv_mass, target=self.target,
                              adapt_step=self.adapt_step, trajectory_length=T0, chees_lr=self.chees_lr,
-                             max_steps=self.max_steps)
+                             max_steps=self.max_steps, ops=self.ops)
         self.eps, self.inv_mass, self.log_T = eps, inv_mass, self.warmup.log_trajectory_length
         self.cache = hmc.StepCache()
         self.div_warm = torch.zeros((R, C), dtype=torch.long, device=q.device)

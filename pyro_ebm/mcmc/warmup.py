@@ -15,6 +15,7 @@ enough for dual averaging to settle, which is what keeps short budgets (``num_wa
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import NamedTuple, Tuple
@@ -23,16 +24,18 @@ import torch
 
 from .adaptation import (
     BatchedDualAveraging,
-    chees_gradient,
+    chees_gradient_from_terms,
     chees_init,
+    chees_terms,
     chees_update,
     moments_init,
     moments_update,
     moments_variance,
+    dual_averaging_update,
     warmup_windows,
 )
 
-__all__ = ["WarmupSchedule", "warmup_schedule", "Warmup", "TuningWarning"]
+__all__ = ["WarmupSchedule", "warmup_schedule", "Warmup", "TuningWarning", "update_tensors"]
 
 #: dual-averaging ``gamma`` of the per-chain step-size schemes. Stan's 0.05 is tuned for one chain
 #: averaging many iterations; per chain, with one noisy acceptance per iteration, it makes ``log eps``
@@ -107,6 +110,32 @@ def warmup_schedule(num_warmup: int, adapt_mass: bool = True) -> WarmupSchedule:
     return WarmupSchedule(num_warmup, ((round(0.2 * num_warmup), round(0.5 * num_warmup)),))
 
 
+def update_tensors(accept_prob, diverging, *rest, adapt_step: bool, chees: bool):
+    """The tensor work of one :meth:`Warmup.update`, as one function (the compiled path compiles it whole).
+
+    ``rest`` is ``(q_prev, q_prop, p_prop, traj_len, metric)`` with ``chees``, then ``(g_avg, x_avg,
+    prox_center, weights, target)`` with ``adapt_step``: one dual-averaging step
+    (:func:`~pyro_ebm.mcmc.adaptation.dual_averaging_update` on ``target - accept_prob``) and the ChEES
+    terms (:func:`~pyro_ebm.mcmc.adaptation.chees_terms`). Returns ``(g_avg, x_t, x_avg, summary)``
+    (``(summary,)`` without ``adapt_step``), ``summary`` one tensor read back at once: the median of
+    ``x_t`` (the log step size) over chains per replica, the ChEES terms, the number of divergent
+    transitions and the mean acceptance of the target replica.
+    """
+    parts, out = [], ()
+    if chees:
+        q_prev, q_prop, p_prop, traj_len, metric = rest[:5]
+        rest = rest[5:]
+    if adapt_step:
+        g_avg, x_avg, prox, weights, target = rest
+        out = dual_averaging_update(g_avg, x_avg, prox, target - accept_prob, weights[0], weights[1], weights[2])
+        parts.append(out[1].median(dim=1).values)
+    if chees:
+        parts.append(chees_terms(q_prev, q_prop, p_prop, accept_prob, traj_len, metric))
+    parts.append(diverging[0].sum().to(accept_prob.dtype).reshape(1))
+    parts.append(accept_prob[0].mean().reshape(1))
+    return tuple(out) + (torch.cat(parts),)
+
+
 class Warmup:
     """Everything warmup adapts, for ``R`` replicas of ``C`` chains in ``D`` dimensions.
 
@@ -119,6 +148,8 @@ class Warmup:
         length of each replica (floats), adapted by ChEES.
     :param chees_lr: ChEES' Adam learning rate.
     :param max_steps: cap on leapfrog steps per transition (bounds the trajectory length).
+    :param ops: the transition's pieces (:class:`~pyro_ebm.mcmc.hmc.EagerOps` or compiled ones): the
+        tensor work of each update (:func:`update_tensors`) runs through ``ops.call``, compiled with them.
 
     The run loop reads ``step_size``, ``log_median_step``, ``inv_mass`` and :attr:`log_trajectory_length`
     before each warmup transition, calls :meth:`update` after it (which returns ``True`` when the mass
@@ -128,8 +159,9 @@ class Warmup:
 
     def __init__(self, schedule: WarmupSchedule, step_size: torch.Tensor, inv_mass: torch.Tensor, *,
                  target: float, adapt_step: bool, trajectory_length=None, chees_lr: float = 0.05,
-                 max_steps: int = 256):
+                 max_steps: int = 256, ops=None):
         self.schedule = schedule
+        self.ops = ops
         self.target = target
         self.adapt_step = adapt_step
         self.inv_mass = inv_mass
@@ -169,23 +201,39 @@ class Warmup:
         transition ``[R, C, D]``, ``info`` its :class:`~pyro_ebm.mcmc.hmc.HMCInfo` and ``traj_len``
         ``[R, C]`` (or ``None``) each chain's trajectory length. Returns ``True`` when a mass-matrix window
         closed (the caller then searches a step size for the new metric)."""
+        with_chees = self.chees is not None
+        args = (info.accept_prob, info.diverging)
+        if with_chees:
+            args += (q_prev, info.q_prop, info.p_prop, traj_len, self.metric)
+        if self.adapt_step:
+            weights = self.da.weights()
+            if getattr(self.ops, "compiled", False):  # an input of the compiled code, not a constant
+                weights = torch.tensor(weights, dtype=self._target_t.dtype, device=self._target_t.device)
+            args += (self.da._g_avg, self.da._x_avg, self.da.prox_center, weights, self._target_t)
+        fn = functools.partial(update_tensors, adapt_step=self.adapt_step, chees=with_chees)
+        out = fn(*args) if self.ops is None else self.ops.call(("warmup", self.adapt_step, with_chees), fn, args)
+        summary = out[-1].tolist()  # the one synchronisation of the update
+        R = q.shape[0]
+        if self.adapt_step:
+            self.da.set(*out[:3])
+            self.log_median_step, summary = summary[:R], summary[R:]
+        if with_chees:
+            terms, summary = summary[: 2 * R], summary[2 * R:]
+        divergent, mean_accept = int(summary[0]), summary[1]
         if self.adapt_step and i >= self._count_from:
-            self._div[0] += int(info.diverging[0].sum())
+            self._div[0] += divergent
             self._div[1] += info.diverging.shape[1]
         if self.adapt_step:
-            self.da.step(self._target_t - info.accept_prob)
             if i + 1 in self._checkpoints and self._raise_target() and i + 1 not in self._window_ends:
                 self.restart_step_size(torch.exp(self.da.get_state()[0]))
             self.step_size = torch.exp(self.da.get_state()[0])
-            self.log_median_step = self.step_size.log().median(dim=1).values.tolist()
-        if self.chees is not None:
-            grads = chees_gradient(q_prev, info.q_prop, info.p_prop, info.accept_prob, traj_len, self.metric,
-                                   CHEES_COST)
+        if with_chees:
+            grads = chees_gradient_from_terms(terms, CHEES_COST)
             self.chees = chees_update(self.chees, grads, lr=self.chees_lr,
                                       max_log_T=[m + self._log_max_steps for m in self.log_median_step])
         final = self.schedule.final_start
         if i >= final + (self.schedule.num_warmup - final) // 2:
-            self._final_accept.append(info.accept_prob[0].mean())
+            self._final_accept.append(mean_accept)
         if i in self._in_window:
             if self.moments is None:
                 self.moments = moments_init(q)
@@ -226,7 +274,7 @@ class Warmup:
             self.step_size = torch.exp(self.da.get_state()[1])
             self.log_median_step = self.step_size.log().median(dim=1).values.tolist()
         if self.adapt_step and self._final_accept:
-            acc = float(torch.stack(self._final_accept).mean())
+            acc = sum(self._final_accept) / len(self._final_accept)
             if abs(acc - self.target) > TUNING_TOLERANCE:
                 warnings.warn(
                     f"warmup ended with mean acceptance {acc:.2f} in its final window, target "
