@@ -95,13 +95,19 @@ def exact_mle(data):
 
 
 def quadrature_posterior(data, prior_sd=1.0, n=201):
-    g = torch.linspace(-0.5, 1.0, n, dtype=torch.float64)
-    th = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1)
-    log_post = -ising(data, th.unsqueeze(-2)).sum(-1) - len(data) * log_z(th) - 0.5 * (th**2).sum(-1) / prior_sd**2
-    w = torch.softmax(log_post.reshape(-1), 0).reshape(log_post.shape)
-    mean = (w.unsqueeze(-1) * th).sum((0, 1))
-    sd = (w.unsqueeze(-1) * (th - mean) ** 2).sum((0, 1)).sqrt()
-    return mean, sd, g, w
+    """Posterior mean and sd of (J, h) by quadrature: a coarse grid, then a fine one around the mode."""
+    lo, hi = torch.tensor([-0.5, -0.5], dtype=torch.float64), torch.tensor([1.0, 1.0], dtype=torch.float64)
+    for _ in range(2):
+        gx = torch.linspace(float(lo[0]), float(hi[0]), n, dtype=torch.float64)
+        gy = torch.linspace(float(lo[1]), float(hi[1]), n, dtype=torch.float64)
+        th = torch.stack(torch.meshgrid(gx, gy, indexing="ij"), -1)
+        log_post = (-ising(data, th.unsqueeze(-2)).sum(-1) - len(data) * log_z(th)
+                    - 0.5 * (th**2).sum(-1) / prior_sd**2)
+        w = torch.softmax(log_post.reshape(-1), 0).reshape(log_post.shape)
+        mean = (w.unsqueeze(-1) * th).sum((0, 1))
+        sd = (w.unsqueeze(-1) * (th - mean) ** 2).sum((0, 1)).sqrt()
+        lo, hi = mean - 8 * sd, mean + 8 * sd
+    return mean, sd, (gx, gy), w
 
 
 def fit_ml(data, quick, seed):
@@ -248,8 +254,8 @@ def make_figure(path, flat, grid, weights, rows, mle):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 5))
-    G = grid.numpy()
-    ax.contour(G, G, weights.T.numpy(), levels=6, colors="0.4", linewidths=0.8)
+    gx, gy = grid
+    ax.contour(gx.numpy(), gy.numpy(), weights.T.numpy(), levels=6, colors="0.3", linewidths=0.8)
     ax.scatter(flat[::10, 0], flat[::10, 1], s=2, alpha=0.3, label="exchange draws")
     marks = {"ML (ml_fit)": "o", "pseudo-likelihood": "s", "NCE": "^"}
     for name, (th, se, _) in rows.items():
@@ -259,7 +265,7 @@ def make_figure(path, flat, grid, weights, rows, mle):
             ax.errorbar([float(th[0])], [float(th[1])], xerr=xerr, yerr=yerr, fmt=marks[name], label=name, capsize=3)
     ax.plot([float(TRUE[0])], [float(TRUE[1])], "k*", ms=12, label="truth")
     ax.plot([float(mle[0])], [float(mle[1])], "rx", ms=9, label="exact MLE")
-    lo, hi = flat.min(0).values - 0.1, flat.max(0).values + 0.1
+    lo, hi = flat.min(0).values - 0.02, flat.max(0).values + 0.02
     ax.set_xlim(float(lo[0]), float(hi[0]))
     ax.set_ylim(float(lo[1]), float(hi[1]))
     ax.set_xlabel("coupling J")
