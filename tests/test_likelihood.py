@@ -181,7 +181,7 @@ def test_naive_unnormalized_posterior_is_wrong_and_flagged():
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         pyro.set_rng_seed(0)
-        mcmc = MCMC(NUTS(naive), num_samples=200, warmup_steps=100, disable_progbar=True)
+        mcmc = MCMC(NUTS(naive), num_samples=100, warmup_steps=60, disable_progbar=True)
         mcmc.run(y)
     assert any(issubclass(w.category, DoublyIntractableWarning) for w in rec)
     mean, sd = _gaussian_exact(y)
