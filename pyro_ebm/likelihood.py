@@ -120,7 +120,11 @@ def exchange(
           exchange step, no adaptation (``aux_options`` go to the kernel, e.g. ``step_size``, ``n_steps``).
           The :math:`N \times` chains auxiliary states persist from step to step (starting at the data).
           This is an approximation: the draws are exact only as ``aux_steps`` grows; check that the
-          posterior does not move when ``aux_steps`` is doubled;
+          posterior does not move when ``aux_steps`` is doubled. Defaults for ``"hmc"``: ``step_size=0.1``,
+          ``n_steps=1``. Beware of a fixed longer trajectory: on a near-Gaussian target whose scale changes
+          with ``theta``, ``n_steps * step_size`` close to half a period maps ``w`` to about ``-w`` and
+          leaves ``F(w)`` unchanged, so the auxiliary draws do not follow ``theta`` and the posterior comes
+          out too wide;
         * a callable ``aux(theta, n, generator) -> [n, chains, *event_shape]``: exact draws of the
           user's own (``theta`` is ``[chains, *theta_shape]``).
     :param beta: inverse temperature of the likelihood.
@@ -283,7 +287,7 @@ def _aux_sampler(energy, aux, values, kernel, steps, options, beta, data, C):
             opts.setdefault("adapt_mass", False)
             opts.setdefault("step_size", 0.1)
         if kernel == "hmc":
-            opts.setdefault("n_steps", 5)
+            opts.setdefault("n_steps", 1)
         state = {"w": data.unsqueeze(1).expand((N, C) + event).reshape((N * C,) + event).clone()}
 
         def draw_mcmc(theta, gen):

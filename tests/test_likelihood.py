@@ -191,12 +191,12 @@ def test_naive_unnormalized_posterior_is_wrong_and_flagged():
 
 @pytest.mark.slow
 def test_exchange_gaussian_with_persistent_hmc_auxiliary_chains():
-    """Approximate auxiliary draws (the library's HMC, 10 transitions per step, persistent): still within
-    Monte-Carlo error of the exact posterior."""
+    """Approximate auxiliary draws (the library's HMC with one leapfrog step, 50 transitions per exchange
+    step, persistent states): within Monte-Carlo error of the exact posterior."""
     y = torch.randn(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.5
     torch.manual_seed(0)
     s = exchange(lambda y, tau: 0.5 * tau * y**2, y, dist.Gamma(torch.tensor(A0, dtype=torch.float64), B0),
-                 aux="mcmc", aux_kernel="hmc", aux_steps=10, aux_options={"step_size": 0.2, "n_steps": 5},
+                 aux="mcmc", aux_kernel="hmc", aux_steps=50, aux_options={"step_size": 0.2, "n_steps": 1},
                  num_chains=8, num_warmup=300, num_samples=1500, seed=1)
     mean, sd = _gaussian_exact(y)
     rhat, _ = _check_against(s, "tau", mean, sd)
