@@ -19,12 +19,12 @@ from .inference import (
     latent_energy_model,
     latent_posterior,
 )
-from .gibbs import DiscreteGibbs, GibbsBoltzmann, energy_factor, product_values
+from .gibbs import DiscreteGibbs, DoublyIntractableWarning, GibbsBoltzmann, energy_factor, product_values
 
 __version__ = "0.1.0"
 
 #: submodules loaded on first attribute access (``pyro_ebm.losses.hinge`` works after ``import pyro_ebm``)
-_SUBMODULES = {"datasets", "diagnostics", "losses", "mcmc", "ml", "negatives", "partition", "train"}
+_SUBMODULES = {"datasets", "diagnostics", "likelihood", "losses", "mcmc", "ml", "negatives", "partition", "train"}
 
 
 def __getattr__(name):
@@ -42,6 +42,7 @@ __all__ = [
     "GibbsBoltzmann",
     "DiscreteGibbs",
     "energy_factor",
+    "DoublyIntractableWarning",
     "product_values",
     "argmin_energy",
     "argmin_candidates",

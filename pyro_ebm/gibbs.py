@@ -23,10 +23,12 @@ from pyro.distributions import constraints
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import biject_to
 
+from . import _log_z
+from ._log_z import DoublyIntractableWarning
 from ._validation import MAX_ENUMERATION, check_beta, check_beta_batch, check_some_finite
 from .energy import Energy, _as_size, as_energy, batch_shape_of, call_energy, check_energy_output
 
-__all__ = ["GibbsBoltzmann", "DiscreteGibbs", "energy_factor", "product_values"]
+__all__ = ["GibbsBoltzmann", "DiscreteGibbs", "energy_factor", "product_values", "DoublyIntractableWarning"]
 
 
 def _beta_tensor(beta, like: torch.Tensor) -> torch.Tensor:
@@ -63,6 +65,17 @@ class GibbsBoltzmann(TorchDistribution):
         distribution's ``batch_shape`` is this broadcast with a tensor ``beta``'s shape and with ``x``'s
         batch shape; ``x``'s batch shape is read off the energy's output at one unbatched ``y`` (one extra
         energy evaluation when ``x`` is given), never guessed from ``x.dim()``.
+    :param constant_log_z: ``True`` asserts that :math:`\log Z` does not depend on the latent sites or
+        parameters the energy reads (a location family :math:`F(y - \mu)`, say), which silences the
+        check below. Default ``False``.
+
+    **A missing** :math:`\log Z(\theta)`. When this site's energy reads another latent site or a
+    learnable parameter :math:`\theta` (through ``x`` or a closure), the model lacks
+    :math:`-\log Z(\theta)`: an observed site is then a *doubly-intractable* likelihood and MCMC, SVI or
+    MAP target the wrong posterior. Whenever ``log_prob`` is evaluated with gradients inside a trace (every
+    MCMC potential gradient, every ELBO), its autograd graph is checked for such a dependence, and a
+    :class:`DoublyIntractableWarning` names the site and what it depends on (see :doc:`/likelihood` for the
+    treatments: :func:`pyro_ebm.likelihood.exchange`, maximum likelihood, pseudo-likelihood, NCE).
 
     Shapes: ``log_prob(y)`` takes ``y`` of shape ``sample + batch + event_shape`` and returns
     ``sample + batch``.
@@ -98,7 +111,12 @@ class GibbsBoltzmann(TorchDistribution):
         init=None,
         batch_shape: Sequence[int] = (),
         validate_args=None,
+        *,
+        constant_log_z: bool = False,
     ):
+        if not isinstance(constant_log_z, bool):
+            raise TypeError(f"constant_log_z must be True or False, got {constant_log_z!r}")
+        self.constant_log_z = constant_log_z
         if event_shape is None:
             event_shape = energy.event_shape if isinstance(energy, Energy) else ()
         self.energy = as_energy(energy, event_shape=event_shape)
@@ -149,6 +167,7 @@ class GibbsBoltzmann(TorchDistribution):
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(GibbsBoltzmann, _instance)
         new.energy, new.beta, new.x, new._support, new.init = self.energy, self.beta, self.x, self._support, self.init
+        new.constant_log_z = self.constant_log_z
         super(GibbsBoltzmann, new).__init__(torch.Size(batch_shape), self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -166,6 +185,10 @@ class GibbsBoltzmann(TorchDistribution):
         f = call_energy(self.energy, value, self.x, names=("value", "x"))
         check_energy_output(f, batch, name=self.energy._label(), check_finite_values=bool(self._validate_args))
         lp = -_beta_tensor(self.beta, f) * f
+        if lp.requires_grad and not self.constant_log_z and torch.is_grad_enabled():
+            log_z = getattr(self, "log_z", None)  # a subclass whose normalizer moves with theta is complete
+            if not (isinstance(log_z, torch.Tensor) and log_z.requires_grad):
+                _log_z.check_distribution(self, value, lp)
         shape = torch.broadcast_shapes(lp.shape, self.batch_shape)
         return lp.expand(shape) if lp.shape != shape else lp
 
@@ -418,7 +441,9 @@ def _gibbs_logits(energies: torch.Tensor, beta) -> torch.Tensor:
     return torch.log_softmax(-b * energies, dim=-1)
 
 
-def energy_factor(name: str, energy: torch.Tensor, beta=1.0, *, has_rsample: Optional[bool] = None):
+def energy_factor(
+    name: str, energy: torch.Tensor, beta=1.0, *, has_rsample: Optional[bool] = None, constant_log_z: bool = False
+):
     """Add ``exp(-beta * energy)`` to the joint density of a Pyro model: ``pyro.factor(name, -beta * energy)``.
 
     ``beta`` goes inside the factor; never temper with ``poutine.scale`` (under enumeration Pyro applies the
@@ -430,6 +455,12 @@ def energy_factor(name: str, energy: torch.Tensor, beta=1.0, *, has_rsample: Opt
         inside ``plate(B)`` is rejected: it would count the factor ``B`` times). An integer energy is
         promoted to the default floating dtype.
     :param beta: inverse temperature > 0 (float or tensor broadcastable to ``energy``).
+    :param constant_log_z: ``True`` asserts that the factor needs no normalizer that moves with the latent
+        sites or parameters it reads: it is a potential over latent variables (a prior, an unnormalized
+        joint), or the likelihood of data whose ``log Z`` is constant (a location family). Otherwise,
+        when the energy depends on a latent site or a parameter of the trace while gradients flow (MCMC,
+        SVI), a :class:`DoublyIntractableWarning` says that ``-log Z(theta)`` is missing, as for an observed
+        :class:`GibbsBoltzmann` site.
     :returns: the log-factor ``-beta * energy``.
 
     Example::
@@ -454,8 +485,12 @@ def energy_factor(name: str, energy: torch.Tensor, beta=1.0, *, has_rsample: Opt
     if not energy.is_floating_point():
         energy = energy.to(torch.get_default_dtype())
     check_beta(beta)
+    if not isinstance(constant_log_z, bool):
+        raise TypeError(f"constant_log_z must be True or False, got {constant_log_z!r}")
     _check_plate_dims(energy)
     check_beta_batch(beta, energy.shape, what="the energy's shape")
+    if not constant_log_z:
+        _log_z.check_factor(name, energy)
     log_factor = -_beta_tensor(beta, energy) * energy
     pyro.factor(name, log_factor, has_rsample=has_rsample)
     return log_factor

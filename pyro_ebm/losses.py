@@ -62,6 +62,7 @@ __all__ = [
     "nce",
     "nca",
     "ml_sampled",
+    "pseudo_likelihood",
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -1054,3 +1055,44 @@ def denoising_score_matching(energy, y: torch.Tensor, sigma: float, *, noise=Non
     g = _energy_grad(energy, y_noisy)
     loss = 0.5 * ((g - noise / sigma) ** 2).sum(dims)
     return _reduce(loss, reduction)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# pseudo-likelihood
+# ----------------------------------------------------------------------------------------------------------
+
+
+def pseudo_likelihood(energies: torch.Tensor, target: torch.Tensor, beta=1.0, *, reduction: str = "mean") -> torch.Tensor:
+    r"""Negative log pseudo-likelihood [Besag 1975] of discrete configurations.
+
+    .. math:: L = -\sum_{d=1}^{D} \log p(y_d \mid y_{\setminus d})
+              = \sum_{d} \Big[\beta F(y) + \log \sum_{k=1}^{K} e^{-\beta F(y^{(d \to k)})}\Big],
+
+    where :math:`y^{(d \to k)}` is ``y`` with site ``d`` set to its ``k``-th value. Each conditional is a
+    softmax over one site's ``K`` values, so no partition function is needed; the minimiser over the
+    energy's parameters is a consistent estimator (the :func:`nll` of each site, summed over sites).
+    :func:`pyro_ebm.likelihood.site_conditionals` builds the configurations :math:`y^{(d \to k)}` and
+    ``target``. **Margin: infinite (implicit)**, like :func:`nll`.
+
+    :param energies: :math:`F(y^{(d \to k)})`, shape ``batch + (D, K)``.
+    :param target: index of ``y``'s own value at each site, shape ``batch + (D,)`` (so
+        ``energies[..., d, target[..., d]]`` is :math:`F(y)`).
+    :param beta: inverse temperature ``> 0``, a float or a tensor broadcastable to ``batch + (D,)``.
+    :param reduction: ``"none"``, ``"mean"`` (default) or ``"sum"`` over ``batch``.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_ebm.losses import pseudo_likelihood
+        >>> # two independent sites; energies of (site value 0, site value 1); y = (1, 0)
+        >>> E = torch.tensor([[[0.0, -1.0], [0.0, 2.0]]])
+        >>> loss = pseudo_likelihood(E, torch.tensor([[1, 0]]), reduction="none")
+        >>> print(round(loss.item(), 4))  # -log sigmoid(1) - log sigmoid(2)
+        0.4402
+    """
+    reduction = _check_reduction(reduction)
+    energies = _check_energy(energies, "energies")
+    if energies.dim() < 2:
+        raise ValueError(f"energies must have shape [*batch, D, K], got {tuple(energies.shape)}")
+    loss = nll(energies, target, beta, reduction="none")
+    return _reduce(loss.sum(-1), reduction)

@@ -204,6 +204,7 @@ CASES = {
         C(lambda: pyro_ebm.GibbsBoltzmann(F2, event_shape=(2,)).log_prob(torch.zeros(3, 2, dtype=torch.long)),
           "value"),
         C(lambda: pyro_ebm.GibbsBoltzmann(F2, event_shape=(2,)).log_prob(torch.zeros(3)), "value"),
+        C(lambda: pyro_ebm.GibbsBoltzmann(F2, event_shape=(2,), constant_log_z=1), "constant_log_z"),
     ],
     "pyro_ebm.DiscreteGibbs": [
         C(lambda: pyro_ebm.DiscreteGibbs(lambda y: y, [0.0, 1.0]), "values"),
@@ -221,6 +222,7 @@ CASES = {
         C(lambda: pyro_ebm.energy_factor("f", 1.0), "energy"),
         C(lambda: pyro_ebm.energy_factor("f", torch.zeros(()), beta=0.0), "beta"),
         C(lambda: pyro_ebm.energy_factor("f", torch.zeros(3), beta=torch.ones(2)), "beta"),
+        C(lambda: pyro_ebm.energy_factor("f", torch.zeros(()), constant_log_z="yes"), "constant_log_z"),
     ],
     "pyro_ebm.product_values": [C(lambda: pyro_ebm.product_values([0.0, 1.0], 0), r"\bn\b"),
                                 C(lambda: pyro_ebm.product_values([], 2), "choices"),
@@ -668,7 +670,68 @@ CASES = {
         C(lambda: _mod().rbm_ais(torch.zeros(4, 3), torch.zeros(4), torch.zeros(3), num_particles=0), "num_particles"),
         C(lambda: _mod().rbm_ais(torch.zeros(4, 3), torch.zeros(5), torch.zeros(3)), "visible_bias"),
     ],
+    # ------------------------------------------------------------------ likelihood (an energy as a likelihood)
+    "pyro_ebm.DoublyIntractableWarning": Exempt("warning class"),
+    "pyro_ebm.losses.pseudo_likelihood": [
+        C(lambda: L.pseudo_likelihood(torch.zeros(3), torch.tensor([0, 1, 0])), "energies"),
+        C(lambda: L.pseudo_likelihood(torch.zeros(1, 2, 2), torch.tensor([[0.0, 1.0]])), "target"),
+        C(lambda: L.pseudo_likelihood(torch.zeros(1, 2, 2), torch.tensor([[0, 2]])), "target"),
+        C(lambda: L.pseudo_likelihood(torch.zeros(1, 2, 2), torch.tensor([[0, 1]]), beta=NAN), "beta"),
+        C(lambda: L.pseudo_likelihood(torch.zeros(1, 2, 2), torch.tensor([[0, 1]]), reduction="avg"), "reduction"),
+    ],
+    "pyro_ebm.likelihood.exchange": [
+        C(lambda: _lik().exchange(3, torch.zeros(4), _gamma()), "energy"),
+        C(lambda: _lik().exchange(_Ftau, torch.zeros(4, dtype=torch.long), _gamma()), "data"),
+        C(lambda: _lik().exchange(_Ftau, torch.tensor([0.0, NAN]), _gamma()), "data"),
+        C(lambda: _lik().exchange(_Ftau, torch.zeros(4), "gamma"), "prior"),
+        C(lambda: _lik().exchange(_Ftau, torch.zeros(4), dist.Gamma(torch.ones(2), 1.0)), "prior"),
+        C(lambda: _lik().exchange(_Ftau, torch.zeros(4), _gamma(), num_chains=0), "num_chains"),
+        C(lambda: _lik().exchange(_Ftau, torch.zeros(4), _gamma(), aux="magic"), "aux"),
+        C(lambda: _lik().exchange(_Ftau, torch.zeros(4), _gamma(), aux="exact"), "values"),
+        C(lambda: _lik().exchange(_Ftau, torch.zeros(4), _gamma(), aux="mcmc", aux_kernel="magic"), "aux_kernel"),
+        C(lambda: _lik().exchange(_Ftau, torch.zeros(4), _gamma(), proposal_scale=NAN), "proposal_scale"),
+        C(lambda: _lik().exchange(_Ftau, torch.zeros(4), _gamma(), target_accept=1.5), "target_accept"),
+        C(lambda: _lik().exchange(_Ftau, torch.zeros(4), _gamma(), init=torch.ones(3)), "init"),
+        C(lambda: _lik().exchange(lambda y, t: y.sum(), torch.zeros(4), _gamma(), aux="exact",
+                                  values=torch.zeros(2)), r"energy\(y, theta\)"),
+        C(lambda: _lik().exchange(_Ftau, torch.zeros(4), _gamma(), aux=lambda t, n, g: torch.zeros(3)), "aux"),
+    ],
+    "pyro_ebm.likelihood.site_conditionals": [
+        C(lambda: _lik().site_conditionals(torch.zeros(2, 3, dtype=torch.long), [0.0, 1.0]), r"\by\b"),
+        C(lambda: _lik().site_conditionals(torch.zeros(2, 3), [0.0]), "choices"),
+        C(lambda: _lik().site_conditionals(torch.full((2, 3), 0.5), [0.0, 1.0]), "choices"),
+        C(lambda: _lik().site_conditionals(torch.zeros(2, 3), [0.0, 1.0], event_ndim=3), "event_ndim"),
+    ],
+    "pyro_ebm.likelihood.pseudo_likelihood_fit": [
+        C(lambda: _lik().pseudo_likelihood_fit(_Fbin, torch.zeros(4, 3), [0.0, 1.0], 0.0), "theta0"),
+        C(lambda: _lik().pseudo_likelihood_fit(_Fbin, torch.zeros(4, 3), [0.0, 1.0], torch.zeros(()),
+                                               max_iter=0), "max_iter"),
+        C(lambda: _lik().pseudo_likelihood_fit(_Fbin, torch.zeros(0, 3), [0.0, 1.0], torch.zeros(())), "data"),
+    ],
+    "pyro_ebm.likelihood.PseudoLikelihoodFit": Exempt("result type, built by pseudo_likelihood_fit"),
+    "pyro_ebm.likelihood.fisher_information": [
+        C(lambda: _lik().fisher_information(_Fbin, torch.zeros(()), torch.zeros(4, 3), torch.zeros(5, 2)), "samples"),
+        C(lambda: _lik().fisher_information(_Fbin, 0.0, torch.zeros(4, 3), torch.zeros(5, 3)), "theta"),
+        C(lambda: _lik().fisher_information(_Fbin, torch.zeros(()), torch.zeros(4, 3), torch.zeros(5, 3),
+                                            beta=0.0), "beta"),
+    ],
 }
+
+
+def _lik():
+    return importlib.import_module("pyro_ebm.likelihood")
+
+
+def _gamma():
+    return dist.Gamma(2.0, 1.0)
+
+
+def _Ftau(y, tau):
+    return 0.5 * tau * y**2
+
+
+def _Fbin(y, theta):
+    return -theta * y.sum(-1)
 
 
 def _mod():

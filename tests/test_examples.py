@@ -125,7 +125,7 @@ def test_rbm_digits_beats_the_base_rate_and_matches_sklearn(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["hopfield", "rbm_digits"])
+@pytest.mark.parametrize("name", ["hopfield", "rbm_digits", "energy_likelihood"])
 def test_model_example_runs_as_a_script(name, tmp_path):
     out = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, f"{name}.py"), "--quick", "--out", str(tmp_path)],
@@ -156,3 +156,23 @@ def test_regularized_volume_bounded_models_and_collapse(tmp_path):
     assert v["PCA(2), collapsed"] > 0.99 and v["sparse coding, lam = 0"] > 0.99
     assert v["PCA(1)"] < 0.4 and v["KMeans(12)"] < 0.1 and v["GMM(12), beta = 1"] < 0.1
     assert v["sparse coding, lam = 0.5"] < 0.3
+
+
+def test_energy_likelihood_four_fits_agree_with_the_exact_answers(tmp_path):
+    """One Ising model fitted four ways against log Z by enumeration, and a Gaussian precision whose naive
+    unnormalized posterior is flagged and wrong while the exchange posterior matches the conjugate one."""
+    r = load("energy_likelihood").main(["--quick", "--out", str(tmp_path)])
+    assert os.path.getsize(tmp_path / "energy_likelihood.png") > 0
+    truth, m = r["true"], r["methods"]
+    for name in ("ML (ml_fit)", "pseudo-likelihood"):
+        for k in range(2):
+            assert abs(m[name]["theta"][k] - truth[k]) < 3 * m[name]["se"][k], name
+    for k in range(2):
+        assert abs(m["NCE"]["theta"][k] - truth[k]) < 0.08
+        ex = m["exchange (posterior)"]
+        # the quick run is short: 5 posterior sds of the quadrature posterior over sqrt(ESS)
+        assert abs(ex["theta"][k] - r["exact_posterior_mean"][k]) < 5 * r["exact_posterior_sd"][k] / ex["ess_bulk"][k] ** 0.5
+        assert abs(ex["se"][k] / r["exact_posterior_sd"][k] - 1) < 0.25
+    g = r["gaussian"]
+    assert g["naive"]["warned"] and abs(g["naive"]["mean"] - g["exact"]["mean"]) > 4 * g["exact"]["sd"]
+    assert abs(g["exchange"]["mean"] - g["exact"]["mean"]) < 5 * g["exact"]["sd"] / g["exchange"]["ess_bulk"] ** 0.5
