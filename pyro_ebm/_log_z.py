@@ -11,7 +11,9 @@ gradient, every ELBO), the autograd graph of the log-factor is walked back to it
 the value of another sample site that carries gradients (a latent being inferred: NUTS/HMC conditions it
 on a tensor that requires grad, SVI replays the guide's reparameterised draw) or a ``pyro.param`` /
 ``pyro.module`` parameter of the same trace, a :class:`DoublyIntractableWarning` names the site and the
-sites it depends on. A theta-free energy never reaches them. Evaluations without gradients (``Predictive``
+sites it depends on. An ``energy_factor`` has no variable of its own: over latent sites it is a potential
+(an unnormalized joint density), which is how energies enter Pyro programs, so only its dependence on
+parameters is flagged. A theta-free energy never reaches them. Evaluations without gradients (``Predictive``
 runs under ``torch.no_grad``; ``log_prob`` called outside a trace) carry no graph and are not checked.
 The result is cached per site and energy code; Python's warning filters show the warning once per site.
 """
@@ -169,10 +171,13 @@ def check_factor(name: str, energy: torch.Tensor) -> None:
     key = (name, sys._getframe(2).f_code)
 
     def targets():
+        # a factor has no variable of its own: over latent sites it is a potential (an unnormalized joint,
+        # the way energies enter Pyro programs), whose normalizer is a constant; only parameters learned
+        # through it (SVI, MAP) make a missing log Z(theta) matter
         out, names = [], set()
         for tr in traces:
             for t in _targets(tr, name):
-                if t[0] not in names:
+                if t[1] == "parameter" and t[0] not in names:
                     names.add(t[0])
                     out.append(t)
         return out

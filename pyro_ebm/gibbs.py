@@ -455,12 +455,11 @@ def energy_factor(
         inside ``plate(B)`` is rejected: it would count the factor ``B`` times). An integer energy is
         promoted to the default floating dtype.
     :param beta: inverse temperature > 0 (float or tensor broadcastable to ``energy``).
-    :param constant_log_z: ``True`` asserts that the factor needs no normalizer that moves with the latent
-        sites or parameters it reads: it is a potential over latent variables (a prior, an unnormalized
-        joint), or the likelihood of data whose ``log Z`` is constant (a location family). Otherwise,
-        when the energy depends on a latent site or a parameter of the trace while gradients flow (MCMC,
-        SVI), a :class:`DoublyIntractableWarning` says that ``-log Z(theta)`` is missing, as for an observed
-        :class:`GibbsBoltzmann` site.
+    :param constant_log_z: ``True`` asserts that the factor's normalizer does not move with the parameters
+        it reads. A factor over latent sites is a potential (an unnormalized joint density) and is never
+        flagged; when the energy depends on a ``pyro.param``/``pyro.module`` parameter while gradients
+        flow (SVI, MAP), a :class:`DoublyIntractableWarning` says that ``-log Z(theta)`` is missing. To
+        model data with an energy whose parameters are latent, observe a :class:`GibbsBoltzmann` site.
     :returns: the log-factor ``-beta * energy``.
 
     Example::

@@ -58,8 +58,15 @@ def _param(data):
 
 
 def _factor(data):
-    s = pyro.sample("s", dist.LogNormal(0.0, 1.0))
+    s = pyro.param("prec", torch.tensor(1.0), constraint=dist.constraints.positive)
     energy_factor("lik", (0.5 * s * data**2).sum())
+
+
+def _latent_potential(data):
+    """The way energies enter Pyro programs: a factor over a latent, an unnormalized joint; never flagged."""
+    y = pyro.sample("y", dist.Normal(0.0, 3.0))
+    s = pyro.sample("s", dist.LogNormal(0.0, 1.0))
+    energy_factor("well", s * (y**2 - 1) ** 2, beta=4.0)
 
 
 def _normalized(data):
@@ -108,8 +115,14 @@ def test_theta_dependent_energy_always_warns_naming_the_sites(how):
 def test_parameters_and_factors_are_checked_too():
     got = _warnings_of(_svi(_param, guide=lambda m: (lambda data: None)))
     assert got and "parameter 'prec'" in str(got[0].message)
-    got = _warnings_of(_nuts(_factor))
-    assert got and "energy_factor 'lik'" in str(got[0].message)
+    got = _warnings_of(_svi(_factor, guide=lambda m: (lambda data: None)))
+    assert got and "energy_factor 'lik'" in str(got[0].message) and "parameter 'prec'" in str(got[0].message)
+
+
+@pytest.mark.parametrize("how", ["nuts", "svi"])
+def test_a_factor_over_latent_sites_is_a_potential_and_never_warns(how):
+    run = _nuts(_latent_potential) if how == "nuts" else _svi(_latent_potential)
+    assert not _warnings_of(run)
 
 
 @pytest.mark.parametrize("model", [_free, _optout, _normalized], ids=["theta-free", "opt-out", "normalized"])
@@ -121,10 +134,10 @@ def test_theta_free_opted_out_or_normalized_never_warn(model, how):
 
 def test_factor_opt_out_and_predictive_are_silent():
     def model(data):
-        s = pyro.sample("s", dist.LogNormal(0.0, 1.0))
+        s = pyro.param("prec", torch.tensor(1.0), constraint=dist.constraints.positive)
         energy_factor("lik", (0.5 * s * data**2).sum(), constant_log_z=True)
 
-    assert not _warnings_of(_nuts(model))
+    assert not _warnings_of(_svi(model, guide=lambda m: (lambda data: None)))
     # Predictive runs without gradients: nothing to check, and nothing is evaluated as a likelihood
     samples = {"s": torch.ones(4)}
     assert not _warnings_of(lambda: pyro.infer.Predictive(_dependent, samples)(DATA))
