@@ -210,3 +210,17 @@ def test_sae_training_teaches_the_encoder_the_codes():
     assert after_err < 0.2 * before_err
     assert after_f < before_f
     assert torch.allclose(sae.dictionary.detach().norm(dim=1), torch.ones(4, dtype=torch.float64))
+
+
+def test_sparse_coding_finite_beta_in_two_latent_dimensions_against_quadrature():
+    """The importance proposal of the shared Lasso free energy is a full 2-D Gaussian (k > 1)."""
+    sc = SparseCoding(torch.tensor([[1.0, 0.3], [0.2, 0.8]], dtype=torch.float64), lam=0.5)
+    y = torch.tensor([[0.6, -0.4], [1.0, 1.5]], dtype=torch.float64)
+    grid = torch.linspace(-6, 6, 601, dtype=torch.float64)
+    z = torch.cartesian_prod(grid, grid)
+    with torch.no_grad():
+        e = sc(y.unsqueeze(-2), z)
+        beta = 1.5
+        quad = -(torch.logsumexp(-beta * e, -1) + 2 * math.log(grid[1] - grid[0])) / beta
+        est = sc.free_energy(y, beta=beta, num_samples=20000, seed=0)
+    assert torch.allclose(est, quad, atol=5e-3)
