@@ -173,7 +173,8 @@ class SparseCoding(LatentEnergy):
 class SparseAutoEncoder(LatentEnergy):
     r"""The sparse auto-encoder of predictive sparse decomposition (Kavukcuoglu, Ranzato & LeCun 2008), A2.
 
-    .. math:: E(y, z) = \lVert y - z D \rVert^2 + \lambda \lVert z \rVert_1 + \alpha \lVert z - \mathrm{enc}(y) \rVert^2,
+    .. math:: E(y, z) = \lVert y - z D \rVert^2 + \lambda \lVert z \rVert_1
+              + \alpha \lVert z - \mathrm{enc}(y) \rVert^2,
 
     sparse coding (:class:`SparseCoding`, ``D`` ``[k, d]``, rows are atoms) plus a term tying the code to an
     encoder's prediction. The smooth part is a reconstruction with the augmented dictionary
@@ -184,7 +185,8 @@ class SparseAutoEncoder(LatentEnergy):
 
     :param dictionary: ``D`` ``[k, d]``.
     :param encoder: module ``[*batch, d] -> [*batch, k]``.
-    :param lam: ``lambda >= 0``; :param alpha: ``alpha >= 0``, the weight of the prediction term.
+    :param lam: ``lambda >= 0``.
+    :param alpha: ``alpha >= 0``, the weight of the prediction term.
 
     Example::
 
@@ -195,14 +197,16 @@ class SparseAutoEncoder(LatentEnergy):
         >>> sae = SparseAutoEncoder(torch.eye(2), enc, lam=0.5, alpha=1.0)
         >>> sae.infer(torch.tensor([[1.0, 0.1]]))  # (y - lam / 2) / (1 + alpha)
         tensor([[0.3750, 0.0000]])
-        >>> sae.free_energy(torch.tensor([[1.0, 0.1]]), beta=float("inf")).detach()  # 0.625^2 + 0.5 * 0.375 + 0.375^2 + 0.1^2
+        >>> y = torch.tensor([[1.0, 0.1]])
+        >>> sae.free_energy(y, beta=float("inf")).detach()  # 0.625^2 + 0.5 * 0.375 + 0.375^2 + 0.1^2
         tensor([0.7287])
     """
 
     def __init__(self, dictionary: torch.Tensor, encoder: nn.Module, lam: float = 0.1, alpha: float = 1.0):
         dictionary = check_matrix(dictionary, "dictionary", "[k, d] (rows are atoms)")
         if not isinstance(encoder, nn.Module):
-            raise TypeError(f"encoder must be a torch.nn.Module [*batch, d] -> [*batch, k], got {type(encoder).__name__}")
+            raise TypeError(
+                f"encoder must be a torch.nn.Module [*batch, d] -> [*batch, k], got {type(encoder).__name__}")
         super().__init__(event_shape=(dictionary.shape[1],), latent_shape=(dictionary.shape[0],))
         self.lam = check_real(lam, "lam", minimum=0.0)
         self.alpha = check_real(alpha, "alpha", minimum=0.0)
