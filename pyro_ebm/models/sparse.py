@@ -2,6 +2,8 @@ r"""A2 of the lecture: a regularizer on the latent limits the volume of low ener
 
 * :class:`SparseCoding` -- ``E(y, z) = ||y - z D||^2 + lam |z|_1`` with ISTA/FISTA inference, the
   zero-temperature free energy as the Lasso optimum, and dictionary learning.
+* :class:`SparseAutoEncoder` -- predictive sparse decomposition (Kavukcuoglu et al. 2008): sparse coding
+  plus a penalty tying the code to an encoder's prediction, which is trained to predict the codes.
 * :class:`LISTA` -- a learned encoder with the unrolled structure of ISTA (Gregor & LeCun 2010) that
   approximates the sparse code in a fixed number of layers.
 """
@@ -19,7 +21,7 @@ from ..energy import LatentEnergy
 from ..inference import free_energy_importance
 from ._data import as_beta, check_data, check_input, check_matrix
 
-__all__ = ["SparseCoding", "LISTA", "soft_threshold"]
+__all__ = ["SparseCoding", "SparseAutoEncoder", "LISTA", "soft_threshold"]
 
 
 def soft_threshold(u: torch.Tensor, threshold) -> torch.Tensor:
@@ -39,6 +41,49 @@ def soft_threshold(u: torch.Tensor, threshold) -> torch.Tensor:
     else:
         threshold = check_real(threshold, "threshold", minimum=0.0)
     return torch.sign(u) * torch.relu(u.abs() - threshold)
+
+
+def _lasso(y: torch.Tensor, d: torch.Tensor, lam: float, method: str, steps, tol, z_init=None) -> torch.Tensor:
+    """``argmin_z ||y - z d||^2 + lam |z|_1`` ``[*batch, k]`` by ISTA or FISTA with step ``1/L``,
+    ``L = 2 sigma_max(d)^2``, from ``z_init`` (default 0), stopping when no code moves by more than ``tol``.
+    The one proximal-gradient solver of the sparse models; detached."""
+    if method not in ("ista", "fista"):
+        raise ValueError(f"method must be 'ista' or 'fista', got {method!r}")
+    steps = check_positive_int(steps, "steps")
+    tol = check_real(tol, "tol", minimum=0.0)
+    y, d = y.detach(), d.detach()
+    step = 1.0 / max(2.0 * float(torch.linalg.matrix_norm(d, ord=2)) ** 2, 1e-30)
+    z = torch.zeros(y.shape[:-1] + (d.shape[0],), dtype=y.dtype, device=y.device)
+    if z_init is not None:
+        z = z + z_init.detach()
+    v, t = z, 1.0
+    for _ in range(steps):
+        grad = -2.0 * (y - v @ d) @ d.T
+        z_new = soft_threshold(v - step * grad, lam * step)
+        if method == "fista":
+            t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+            v = z_new + ((t - 1.0) / t_new) * (z_new - z)
+            t = t_new
+        else:
+            v = z_new
+        done = bool(((z_new - z).abs() <= tol).all())
+        z = z_new
+        if done:
+            break
+    return z
+
+
+def _lasso_free_energy(energy, y, y_quad, d, beta: float, num_samples, seed) -> torch.Tensor:
+    """The finite-``beta`` free energy of ``energy(y, z)``, whose quadratic part in ``z`` is ``||y_quad - z d||^2``,
+    by importance sampling from the Gaussian that is exact for that part (``d`` of full row rank)."""
+    gram = 2.0 * beta * (d @ d.T)
+    _, info = torch.linalg.cholesky_ex(gram.detach())
+    if int(info) != 0:
+        raise ValueError("free_energy at finite beta needs a dictionary of full row rank (k <= d)")
+    z_ls = torch.linalg.solve(d @ d.T, (y_quad @ d.T).unsqueeze(-1)).squeeze(-1).detach()
+    proposal = torch.distributions.MultivariateNormal(z_ls, precision_matrix=gram.detach())
+    gen = make_generator(seed)
+    return free_energy_importance(energy, y, proposal, num_samples, beta=beta, generator=gen).value
 
 
 class SparseCoding(LatentEnergy):
@@ -85,31 +130,10 @@ class SparseCoding(LatentEnergy):
               z_init=None) -> torch.Tensor:
         """The sparse code ``argmin_z E(y, z)`` ``[*batch, k]`` by ISTA or FISTA (step ``1/L``), stopping when
         no code moves by more than ``tol``. Detached."""
-        if method not in ("ista", "fista"):
-            raise ValueError(f"method must be 'ista' or 'fista', got {method!r}")
-        steps = check_positive_int(steps, "steps")
-        tol = check_real(tol, "tol", minimum=0.0)
-        y = check_input(y, self.event_shape, "y").detach()
-        d = self.dictionary.detach()
-        step = 1.0 / max(self.lipschitz(), 1e-30)
-        z = torch.zeros(y.shape[:-1] + (d.shape[0],), dtype=y.dtype, device=y.device)
+        y = check_input(y, self.event_shape, "y")
         if z_init is not None:
-            z = z + check_input(z_init, self.latent_shape, "z_init").detach()
-        v, t = z, 1.0
-        for _ in range(steps):
-            grad = -2.0 * (y - v @ d) @ d.T
-            z_new = soft_threshold(v - step * grad, self.lam * step)
-            if method == "fista":
-                t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
-                v = z_new + ((t - 1.0) / t_new) * (z_new - z)
-                t = t_new
-            else:
-                v = z_new
-            done = bool(((z_new - z).abs() <= tol).all())
-            z = z_new
-            if done:
-                break
-        return z
+            z_init = check_input(z_init, self.latent_shape, "z_init")
+        return _lasso(y, self.dictionary, self.lam, method, steps, tol, z_init)
 
     def free_energy(self, y: torch.Tensor, beta=float("inf"), *, num_samples: int = 4096, seed=0,
                     **infer_kwargs) -> torch.Tensor:
@@ -123,15 +147,7 @@ class SparseCoding(LatentEnergy):
             raise ValueError("beta must be a scalar here")
         if torch.isinf(b):
             return self(y, self.infer(y, **infer_kwargs))
-        d = self.dictionary
-        gram = 2.0 * float(b) * (d @ d.T)
-        chol, info = torch.linalg.cholesky_ex(gram.detach())
-        if int(info) != 0:
-            raise ValueError("free_energy at finite beta needs a dictionary of full row rank (k <= d)")
-        z_ls = torch.linalg.solve(d @ d.T, (y @ d.T).unsqueeze(-1)).squeeze(-1).detach()
-        proposal = torch.distributions.MultivariateNormal(z_ls, scale_tril=torch.linalg.inv(chol).mT)
-        gen = make_generator(seed)
-        return free_energy_importance(self, y, proposal, num_samples, beta=float(b), generator=gen).value
+        return _lasso_free_energy(self, y, y, self.dictionary, float(b), num_samples, seed)
 
     def fit(self, Y, *, n_iter: int = 30, infer_steps: int = 300) -> "SparseCoding":
         """Dictionary learning by block coordinate descent on the summed energy: codes by FISTA, then the
@@ -151,6 +167,140 @@ class SparseCoding(LatentEnergy):
                 self.dictionary.copy_(new)
                 history.append(float(self(Y, self.infer(Y, steps=infer_steps)).sum()))
         self.objective_ = history
+        return self
+
+
+class SparseAutoEncoder(LatentEnergy):
+    r"""The sparse auto-encoder of predictive sparse decomposition (Kavukcuoglu, Ranzato & LeCun 2008), A2.
+
+    .. math:: E(y, z) = \lVert y - z D \rVert^2 + \lambda \lVert z \rVert_1
+              + \alpha \lVert z - \mathrm{enc}(y) \rVert^2,
+
+    sparse coding (:class:`SparseCoding`, ``D`` ``[k, d]``, rows are atoms) plus a term tying the code to an
+    encoder's prediction. The smooth part is a reconstruction with the augmented dictionary
+    ``[D, sqrt(alpha) I]`` ``[k, d + k]`` of the augmented input ``[y, sqrt(alpha) enc(y)]``, so inference is
+    the same Lasso solver as :meth:`SparseCoding.infer` (ISTA/FISTA); with ``alpha = 0`` the model *is*
+    sparse coding. :meth:`fit` trains the encoder (and the dictionary) by pushing down on ``E(y, z*)``, which
+    regresses ``enc(y)`` onto the inferred codes: after training ``enc(y)`` is a fast approximate code.
+
+    :param dictionary: ``D`` ``[k, d]``.
+    :param encoder: module ``[*batch, d] -> [*batch, k]``.
+    :param lam: ``lambda >= 0``.
+    :param alpha: ``alpha >= 0``, the weight of the prediction term.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro_ebm.models import SparseAutoEncoder
+        >>> enc = torch.nn.Linear(2, 2, bias=False)
+        >>> _ = torch.nn.init.zeros_(enc.weight)  # predicts z = 0
+        >>> sae = SparseAutoEncoder(torch.eye(2), enc, lam=0.5, alpha=1.0)
+        >>> sae.infer(torch.tensor([[1.0, 0.1]]))  # (y - lam / 2) / (1 + alpha)
+        tensor([[0.3750, 0.0000]])
+        >>> y = torch.tensor([[1.0, 0.1]])
+        >>> sae.free_energy(y, beta=float("inf")).detach()  # 0.625^2 + 0.5 * 0.375 + 0.375^2 + 0.1^2
+        tensor([0.7287])
+    """
+
+    def __init__(self, dictionary: torch.Tensor, encoder: nn.Module, lam: float = 0.1, alpha: float = 1.0):
+        dictionary = check_matrix(dictionary, "dictionary", "[k, d] (rows are atoms)")
+        if not isinstance(encoder, nn.Module):
+            raise TypeError(
+                f"encoder must be a torch.nn.Module [*batch, d] -> [*batch, k], got {type(encoder).__name__}")
+        super().__init__(event_shape=(dictionary.shape[1],), latent_shape=(dictionary.shape[0],))
+        self.lam = check_real(lam, "lam", minimum=0.0)
+        self.alpha = check_real(alpha, "alpha", minimum=0.0)
+        self.dictionary = nn.Parameter(dictionary.detach().clone())
+        self.encoder = encoder
+
+    def predict(self, y: torch.Tensor) -> torch.Tensor:
+        """The encoder's code ``enc(y)`` ``[*batch, k]`` (amortised inference)."""
+        y = check_input(y, self.event_shape, "y")
+        h = self.encoder(y)
+        if not isinstance(h, torch.Tensor) or tuple(h.shape) != tuple(y.shape[:-1]) + tuple(self.latent_shape):
+            raise ValueError(f"encoder must map y {tuple(y.shape)} to [*batch, {self.latent_shape[0]}], got "
+                             f"{tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__}")
+        return h
+
+    def forward(self, y, z, x=None):
+        if x is not None:
+            raise TypeError("SparseAutoEncoder takes no conditioning x")
+        e = ((y - z @ self.dictionary) ** 2).sum(-1) + self.lam * z.abs().sum(-1)
+        return e + self.alpha * ((z - self.encoder(y)) ** 2).sum(-1)
+
+    def augmented_dictionary(self) -> torch.Tensor:
+        """``D_aug = [D, sqrt(alpha) I]`` ``[k, d + k]``: ``||[y, sqrt(alpha) enc(y)] - z D_aug||^2`` is the smooth
+        part of the energy."""
+        d = self.dictionary
+        eye = torch.eye(d.shape[0], dtype=d.dtype, device=d.device)
+        return torch.cat([d, math.sqrt(self.alpha) * eye], -1)
+
+    def augmented_input(self, y: torch.Tensor) -> torch.Tensor:
+        """``[y, sqrt(alpha) enc(y)]`` ``[*batch, d + k]``."""
+        return torch.cat([y, math.sqrt(self.alpha) * self.predict(y)], -1)
+
+    def infer(self, y: torch.Tensor, method: str = "fista", *, steps: int = 1000, tol: float = 1e-10,
+              z_init=None) -> torch.Tensor:
+        """``z* = argmin_z E(y, z)`` ``[*batch, k]`` by ISTA/FISTA on the augmented Lasso (from ``z_init``,
+        default 0; ``z_init=self.predict(y)`` warm-starts at the encoder's code). Detached."""
+        y = check_input(y, self.event_shape, "y")
+        if z_init is not None:
+            z_init = check_input(z_init, self.latent_shape, "z_init")
+        with torch.no_grad():
+            y_aug = self.augmented_input(y)
+        return _lasso(y_aug, self.augmented_dictionary(), self.lam, method, steps, tol, z_init)
+
+    def free_energy(self, y: torch.Tensor, beta=float("inf"), *, num_samples: int = 4096, seed=0,
+                    **infer_kwargs) -> torch.Tensor:
+        r"""``F_beta(y)`` ``[*batch]``: at ``beta = inf`` the minimum ``E(y, z*)`` (differentiable in ``y``, ``D``
+        and the encoder by the envelope theorem); at finite ``beta`` importance sampling as in
+        :meth:`SparseCoding.free_energy`, from the Gaussian exact for the augmented reconstruction."""
+        y = check_input(y, self.event_shape, "y")
+        b = as_beta(beta, y)
+        if b.dim() > 0:
+            raise ValueError("beta must be a scalar here")
+        if torch.isinf(b):
+            return self(y, self.infer(y, **infer_kwargs))
+        with torch.no_grad():
+            y_aug = self.augmented_input(y)
+        return _lasso_free_energy(self, y, y_aug, self.augmented_dictionary(), float(b), num_samples, seed)
+
+    def fit(self, Y, *, epochs: int = 20, lr: float = 1e-2, batch_size: int = 64, seed=0, infer_steps: int = 200,
+            learn_dictionary: bool = True) -> "SparseAutoEncoder":
+        """Train by pushing down on ``E(y, z*)`` with Adam over minibatches of ``Y`` ``[N, d]``: codes ``z*`` by
+        FISTA (``infer_steps``), then a gradient step on the encoder (which fits ``enc(y)`` to ``z*``) and, with
+        ``learn_dictionary``, on the dictionary (atoms renormalised to unit norm). Records per epoch ``loss_``
+        (mean energy at the codes) and ``prediction_error_`` (mean ``||z* - enc(y)||^2`` before each step);
+        returns self."""
+        Y = check_data(Y, "Y", self.event_shape[0]).to(self.dictionary)
+        epochs = check_positive_int(epochs, "epochs")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        lr = check_real(lr, "lr", minimum=0.0, strict=True)
+        infer_steps = check_positive_int(infer_steps, "infer_steps")
+        params = list(self.encoder.parameters()) + ([self.dictionary] if learn_dictionary else [])
+        if not params:
+            raise ValueError("fit needs parameters to train: an encoder with parameters or learn_dictionary=True")
+        opt = torch.optim.Adam(params, lr=lr)
+        gen = make_generator(seed)
+        self.loss_, self.prediction_error_ = [], []
+        for _ in range(epochs):
+            perm = torch.randperm(Y.shape[0], generator=gen)
+            total, pred = 0.0, 0.0
+            for i in range(0, Y.shape[0], batch_size):
+                yb = Y[perm[i : i + batch_size]]
+                z = self.infer(yb, steps=infer_steps)
+                loss = self(yb, z).mean()
+                with torch.no_grad():
+                    pred += float(((z - self.encoder(yb)) ** 2).sum(-1).sum())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if learn_dictionary:
+                    with torch.no_grad():
+                        self.dictionary.div_(self.dictionary.norm(dim=1, keepdim=True).clamp(min=1e-12))
+                total += float(loss.detach()) * len(yb)
+            self.loss_.append(total / Y.shape[0])
+            self.prediction_error_.append(pred / Y.shape[0])
         return self
 
 
