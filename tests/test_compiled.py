@@ -68,6 +68,20 @@ def test_second_call_compiles_nothing(monkeypatch):
     assert made == []
 
 
+def test_a_bound_method_energy_is_cached_on_its_object(monkeypatch):
+    class Model:
+        def energy(self, y):
+            return _net_energy(y)
+
+    m = Model()
+    _run(m.energy, True)  # a new bound-method object at every attribute access
+    made = []
+    original = compiled._Piece.__init__
+    monkeypatch.setattr(compiled._Piece, "__init__", lambda self, fn, ex: (made.append(fn), original(self, fn, ex)))
+    _run(m.energy, True, seed=3)
+    assert made == []
+
+
 def test_training_the_energy_in_place_is_seen_by_the_compiled_code():
     _run(_net_energy, True)
     with torch.no_grad():  # what an optimizer step does: update the parameters in place

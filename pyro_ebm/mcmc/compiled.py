@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import warnings
 import weakref
 
@@ -110,16 +111,27 @@ def _spec(t):
     return (tuple(t.shape), t.dtype, t.device) if isinstance(t, torch.Tensor) else t
 
 
-#: energy -> {key: _Piece}; weak, so compiled code goes away with its energy
+#: energy -> {function: {key: _Piece}} (see :func:`_energy_key`); weak, so compiled code goes away with
+#: its energy
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 #: the pieces that do not call the energy (momentum, Metropolis test), by input shapes
 _SHARED: dict = {}
 
 
 def _energy_key(potential):
-    """The object the cache is keyed on: the user's function for a wrapped callable, else the module."""
+    """``(owner, function)``: the cache is kept on ``owner`` (weakly), under ``function``. For a wrapped
+    callable the owner is the user's function -- or, for a bound method (a new object at every attribute
+    access), the object it is bound to -- and for an energy module the module itself."""
     e = potential.energy
-    return getattr(e, "fn", e) if type(e).__name__ == "_CallableEnergy" else e
+    fn = getattr(e, "fn", e) if type(e).__name__ == "_CallableEnergy" else e
+    if inspect.ismethod(fn):
+        return fn.__self__, fn.__func__
+    return fn, None
+
+
+def _pieces(potential) -> dict:
+    owner, fn = _energy_key(potential)
+    return _CACHE.setdefault(owner, {}).setdefault(fn, {})
 
 
 def _module_tensors(potential):
@@ -142,8 +154,7 @@ class CompiledOps:
     def __init__(self, potential):
         self.potential = potential
         self.x = potential.x
-        owner = _energy_key(potential)
-        self._cache = _CACHE.setdefault(owner, {})
+        self._cache = _pieces(potential)
         ids = _module_tensors(potential)
         if self._cache.get("_module_tensors", ids) != ids:  # a parameter was replaced: trace again
             self._cache.clear()
@@ -240,7 +251,8 @@ def compile_ops(potential, q, beta, inv_mass, max_delta_energy: float = 1000.0):
                 raise RuntimeError("the compiled energy and gradient differ from the eager ones")
         ops._cache[checked] = True
     except Exception as err:  # noqa: BLE001 - any failure to trace or compile means: run eager
-        _CACHE.pop(_energy_key(potential), None)
+        owner, fn = _energy_key(potential)
+        _CACHE.get(owner, {}).pop(fn, None)
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         warnings.warn(f"compile=True: the energy could not be compiled ({type(err).__name__}: {msg[:200]}); "
                       "running eager", CompileWarning, stacklevel=4)
