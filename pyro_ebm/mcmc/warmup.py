@@ -174,9 +174,11 @@ class Warmup:
         self._final_accept = []  # mean acceptance of each iteration of the final window's second half
         self._div = [0, 0]  # divergent transitions and transitions (target replica) since the last checkpoint
         final = schedule.final_start
+        #: first iteration of the final window's second half (its acceptance is checked by finish)
+        self._final_half = final + (schedule.num_warmup - final) // 2
         # counted over the last mass-matrix window and the first half of the final one (earlier windows see
         # the chains come in from their initial states: transients)
-        self._checkpoints = {final, final + (schedule.num_warmup - final) // 2}
+        self._checkpoints = {final, self._final_half}
         self._count_from = schedule.windows[-1][0] if schedule.windows else 0
         self.restart_step_size(step_size)
         self.chees = None if trajectory_length is None else chees_init(trajectory_length)
@@ -220,10 +222,10 @@ class Warmup:
         if with_chees:
             terms, summary = summary[: 2 * R], summary[2 * R:]
         divergent, mean_accept = int(summary[0]), summary[1]
-        if self.adapt_step and i >= self._count_from:
-            self._div[0] += divergent
-            self._div[1] += info.diverging.shape[1]
         if self.adapt_step:
+            if i >= self._count_from:
+                self._div[0] += divergent
+                self._div[1] += info.diverging.shape[1]
             if i + 1 in self._checkpoints and self._raise_target() and i + 1 not in self._window_ends:
                 self.restart_step_size(torch.exp(self.da.get_state()[0]))
             self.step_size = torch.exp(self.da.get_state()[0])
@@ -231,8 +233,7 @@ class Warmup:
             grads = chees_gradient_from_terms(terms, CHEES_COST)
             self.chees = chees_update(self.chees, grads, lr=self.chees_lr,
                                       max_log_T=[m + self._log_max_steps for m in self.log_median_step])
-        final = self.schedule.final_start
-        if i >= final + (self.schedule.num_warmup - final) // 2:
+        if i >= self._final_half:
             self._final_accept.append(mean_accept)
         if i in self._in_window:
             if self.moments is None:
