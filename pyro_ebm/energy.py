@@ -94,11 +94,13 @@ def check_energy_output(
 
 _MISMATCH_HINTS = ("size of tensor", "must match the size", "shape", "broadcast", "expected scalar type",
                    "dtype", "expected both", "found at least two devices")
+_DTYPE_HINTS = ("expected scalar type", "dtype")
 
 
 def call_energy(energy, y: torch.Tensor, x=None, z=None, *, names=("y", "x")):
     """Evaluate ``energy(y[, z][, x])``, turning torch's raw shape/dtype mismatch errors into a
-    ``ValueError``/``TypeError`` that names the arguments (``names``: how the caller calls ``y`` and ``x``).
+    ``ValueError``/``TypeError`` that names the arguments (``names``: how the caller calls ``y`` and ``x``);
+    with ``y`` alone, a dtype mismatch against the energy's own tensors is a ``TypeError`` naming ``y``.
 
     An integer- or bool-valued output is promoted to ``y``'s floating dtype (the default dtype for an
     integer ``y``), so exact enumeration over integer candidates works.
@@ -108,7 +110,15 @@ def call_energy(energy, y: torch.Tensor, x=None, z=None, *, names=("y", "x")):
         out = energy(*[a for _, a in named])
     except RuntimeError as exc:
         msg = str(exc)
-        if len(named) < 2 or not any(h in msg for h in _MISMATCH_HINTS):
+        if len(named) < 2:
+            if not any(h in msg for h in _DTYPE_HINTS):
+                raise
+            # e.g. float64 points fed to a module with float32 parameters
+            raise TypeError(
+                f"the energy failed on {names[0]} of dtype {y.dtype}: it computes in another dtype (its "
+                f"parameters or the tensors it captured); give {names[0]} that dtype ({msg.splitlines()[0]})"
+            ) from exc
+        if not any(h in msg for h in _MISMATCH_HINTS):
             raise
         shapes = ", ".join(f"{n} {tuple(a.shape)} {a.dtype}" for n, a in named if isinstance(a, torch.Tensor))
         kind = TypeError if ("type" in msg or "dtype" in msg) else ValueError

@@ -413,6 +413,9 @@ CASES = {
         C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="gibbs-nuts", progress=False), "kernel"),
         C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, beta=NAN, progress=False), "beta"),
         C(lambda: _m().sample(F2, torch.full((4, 2), NAN), 5, 5, progress=False), "init"),
+        # float64 points for a module with float32 parameters: named, not torch's "mat1 and mat2"
+        C(lambda: _m().sample(torch.nn.Linear(2, 1), torch.zeros(4, 2, dtype=torch.float64), 5, 5,
+                              progress=False), "init of dtype torch.float64"),
         C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="mala", step_size=NAN, progress=False),
           "step_size"),
         C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, kernel="ula", step_size=INF, progress=False),

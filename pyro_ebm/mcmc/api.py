@@ -11,7 +11,7 @@ import torch
 
 from .._rng import check_seed, make_generator
 from .._validation import check_beta, check_positive_int
-from ..energy import Energy, as_energy
+from ..energy import Energy, as_energy, call_energy
 from . import tempering as _tempering
 from .loop import make_kernel, run
 from .potential import EnergyPotential, ModelPotential
@@ -71,7 +71,7 @@ def _build_potential(energy_or_model, init, x):
         energy = as_energy(energy_or_model, event_shape=init.shape[1:])
     # check the shape contract once, with a clear message
     with torch.no_grad():
-        out = energy(init.detach()) if x is None else energy(init.detach(), x)
+        out = call_energy(energy, init.detach(), x, names=("init", "x"))
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (init.shape[0],):
         raise ValueError(
             f"the energy must map init [chains, *event] = {tuple(init.shape)} to one value per chain, "
