@@ -113,6 +113,29 @@ def test_tempering_replicas_use_the_masked_compiled_step():
     assert torch.allclose(comp.info["swap_rates"], eager.info["swap_rates"], atol=1e-4)
 
 
+def test_a_tensor_passed_as_two_arguments_is_traced_as_two_inputs():
+    # a trajectory's first chunk of steps passes the full kick as its last kick too; traced as one input,
+    # the compiled chunk would later kick by half steps throughout when it ends a trajectory
+    from pyro_ebm import as_energy
+    from pyro_ebm.mcmc import integrator
+    from pyro_ebm.mcmc.potential import EnergyPotential
+
+    def quartic(y):  # its own function: compiled here, not found in the cache
+        return (y ** 4).sum(-1) + 0.5 * (y * y).sum(-1)
+
+    pot = EnergyPotential(as_energy(quartic, event_shape=(2,)), (2,))
+    ops = compiled.CompiledOps(pot)
+    g = torch.Generator().manual_seed(0)
+    q, p = (torch.randn(1, 8, 2, generator=g, dtype=torch.float64) for _ in range(2))
+    full = torch.full((1, 8, 1), 0.2, dtype=torch.float64)
+    half, drift = 0.5 * full, full.expand(1, 8, 2).clone()
+    ops.steps(q, p, drift, full, full, 2)  # compiled from a call with one tensor in both places
+    got = ops.steps(q, p, drift, full, half, 2)
+    want = integrator.leapfrog_steps(pot.value_and_grad, q, p, drift, full, half, 2)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
 def test_persistent_chains_compile_once_and_match_eager():
     def chains(compile):
         return PersistentChains(_net_energy, 64, event_shape=(2,), kernel="hmc", step_size=0.2, n_leapfrog=5,

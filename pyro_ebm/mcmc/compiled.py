@@ -65,6 +65,10 @@ def _lift_constants(gm: torch.fx.GraphModule):
             lifted.append(value)
         node.replace_all_uses_with(by_target[node.target])
         graph.erase_node(node)
+    for target in by_target:  # else AOT autograd would pass them again, as the module's buffers
+        gm._buffers.pop(target, None)
+        gm._parameters.pop(target, None)
+        gm.__dict__.pop(target, None)
     graph.lint()
     gm.recompile()
     return gm, lifted
@@ -88,23 +92,83 @@ def _traced_value_and_grad(potential):
     return value_and_grad
 
 
-class _Piece:
-    """One compiled function: called with its inputs, it appends the lifted tensors."""
+def _generated_call(wrapped):
+    """``(call, prefix)``: the compiled module's own ``call`` inside the function ``torch._inductor.compile``
+    returns (found in the closures of its wrappers) and the tensors those wrappers put before the inputs;
+    ``None`` when this version of PyTorch wraps it differently."""
+    found, prefix, stack, seen = None, None, [wrapped], set()
+    while stack and len(seen) < 64:
+        f = stack.pop()
+        if id(f) in seen:
+            continue
+        seen.add(id(f))
+        code = getattr(f, "__code__", None)
+        for name, cell in zip(code.co_freevars if code else (), getattr(f, "__closure__", None) or ()):
+            try:
+                v = cell.cell_contents
+            except ValueError:
+                continue
+            if name == "params_buffers_flat" and isinstance(v, list):
+                prefix = v
+            elif inspect.isfunction(v):  # a wrapper (which may carry its callee's attributes)
+                stack.append(v)
+            elif callable(getattr(v, "current_callable", None)):  # the compiled graph object
+                found = v.current_callable
+    return None if found is None or prefix is None else (found, tuple(prefix))
 
-    __slots__ = ("fn", "consts")
+
+def _same(a, b) -> bool:
+    a = a if isinstance(a, (tuple, list)) else (a,)
+    b = b if isinstance(b, (tuple, list)) else (b,)
+    return len(a) == len(b) and all(
+        x.shape == y.shape and x.dtype == y.dtype and torch.equal(x.nan_to_num(), y.nan_to_num())
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) else x == y
+        for x, y in zip(a, b))
+
+
+class _Piece:
+    """One compiled function: called with its inputs, it appends the lifted tensors.
+
+    It calls the generated code directly when it can (the wrappers around it -- autograd's runtime
+    wrapper, the compiled-graph object, the dynamo guard context -- cost ~5 us a call on a CPU, a third
+    of a small energy's leapfrog step), after checking on the example inputs that both give the same
+    outputs."""
+
+    __slots__ = ("call", "consts")
 
     def __init__(self, fn, example):
         from torch.fx.experimental.proxy_tensor import make_fx
 
+        # one tensor passed as two arguments (a full kick also given as the last kick) would be traced
+        # as one input, and the graph would read it for both at every later call: trace copies
+        example = [a.clone() if isinstance(a, torch.Tensor) and any(a is b for b in example[:i]) else a
+                   for i, a in enumerate(example)]
         with torch.no_grad():
             gm = make_fx(fn)(*example)
         gm, consts = _lift_constants(gm)
         inductor = importlib.import_module("torch._inductor")
-        self.fn = inductor.compile(gm, list(example) + [c.detach() for c in consts])
+        inputs = list(example) + [c.detach() for c in consts]
+        with inductor.config.patch({"cpp.use_decompose_tanh": True}):
+            wrapped = inductor.compile(gm, inputs)
         self.consts = tuple(consts)
+        self.call = lambda args: wrapped(*args)  # noqa: E731
+        direct = _generated_call(wrapped)
+        if direct is not None:
+            generated, prefix = direct
+            with torch.no_grad():
+                if _same(wrapped(*inputs), generated([*prefix, *inputs])):
+                    self.call = generated if not prefix else (lambda args: generated([*prefix, *args]))
 
     def __call__(self, *args):
-        return self.fn(*args, *self.consts)
+        # the wrappers ran the graph without autograd; called directly it must be too (a module's
+        # parameters require grad, and the generated code writes into preallocated outputs)
+        if not torch.is_grad_enabled():
+            return self.call([*args, *self.consts])
+        torch._C._set_grad_enabled(False)
+        try:
+            return self.call([*args, *self.consts])
+        finally:
+            torch._C._set_grad_enabled(True)
 
 
 def _spec(t):
@@ -141,9 +205,9 @@ def _module_tensors(potential):
     return ()
 
 
-#: leapfrog steps unrolled into one compiled call (a trajectory of L steps makes L // CHUNK such calls and
-#: L % CHUNK single steps): fewer calls, each costing ~15-40 us on a CPU whatever it computes, against a
-#: graph CHUNK times longer to compile
+#: most leapfrog steps unrolled into one compiled call: a trajectory of L steps is made of calls of 4, 2
+#: and 1 steps (L = 7: 4 + 2 + 1), fewer calls -- each costs ~10-20 us on a CPU whatever it computes --
+#: against graphs up to CHUNK times longer to compile
 CHUNK = 4
 
 
@@ -191,12 +255,12 @@ class CompiledOps:
         """``fn(*args)`` compiled, for a function that does not call the energy (the warmup's update)."""
         return self._get(name, lambda: fn, args, shared=True)
 
-    def begin(self, xi, sd, beta, F):
-        return self._get("begin", lambda: hmc.begin, (xi, sd, beta, F), shared=True)
+    def begin(self, xi, inv_mass, step_size, beta, F, grad):
+        return self._get("begin", lambda: hmc.begin, (xi, inv_mass, step_size, beta, F, grad), shared=True)
 
-    def end(self, q, F, grad, q1, p1, F1, g1, H0, beta, half_inv_mass, u, max_delta_energy):
+    def end(self, q, F, grad, q1, p1, F1, g1, H0, beta, inv_mass, u, max_delta_energy):
         fn = lambda: functools.partial(hmc.end, max_delta_energy=max_delta_energy)  # noqa: E731
-        args = (q, F, grad, q1, p1, F1, g1, H0, beta, half_inv_mass, u)
+        args = (q, F, grad, q1, p1, F1, g1, H0, beta, inv_mass, u)
         return self._get(("end", float(max_delta_energy)), fn, args, shared=True)
 
     # -- integrator steps --------------------------------------------------------------------------
@@ -237,12 +301,10 @@ def compile_ops(potential, q, beta, inv_mass, max_delta_energy: float = 1000.0):
         with torch.no_grad():
             R, C, D = q.shape
             F, grad = potential.value_and_grad(q)
-            xi = torch.zeros_like(q)
-            sd = inv_mass.rsqrt()
-            p, H0 = ops.begin(xi, sd, beta, F)
-            step = torch.full((R, C, 1), 1e-3, dtype=q.dtype, device=q.device)
-            q1, p1, F1, g1 = ops.steps(q, p, step * inv_mass, step, step, 1)
-            ops.end(q, F, grad, q1, p1, F1, g1, H0, beta, 0.5 * inv_mass, torch.zeros_like(F), max_delta_energy)
+            step_size = torch.full((R, C), 1e-3, dtype=q.dtype, device=q.device)
+            p, H0, half, full, drift = ops.begin(torch.zeros_like(q), inv_mass, step_size, beta, F, grad)
+            q1, p1, F1, g1 = ops.steps(q, p, drift, full, half, 1)
+            ops.end(q, F, grad, q1, p1, F1, g1, H0, beta, inv_mass, torch.zeros_like(F), max_delta_energy)
             # a traced graph that disagrees with the energy (e.g. a branch on tensor values that tracing
             # fixed) is caught here
             F_eager, g_eager = potential.value_and_grad(q1)

@@ -9,7 +9,8 @@ is frozen while the others finish (one batched gradient per leapfrog step for al
 per chain. A proposal whose energy is NaN/inf is rejected and flagged divergent, so the chain stays at its
 last finite state and other chains are unaffected.
 
-The trajectory is :func:`pyro_ebm.mcmc.integrator.leapfrog`, the library's one integrator.
+The trajectory is :func:`pyro_ebm.mcmc.integrator.leapfrog`, the library's one integrator: :func:`begin`
+draws the momentum and makes its first half kick, :func:`~pyro_ebm.mcmc.integrator.trajectory` the rest.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import NamedTuple
 
 import torch
 
-from .integrator import leapfrog
+from .integrator import trajectory
 
-__all__ = ["HMCState", "HMCInfo", "StepCache", "EagerOps", "init", "step", "begin", "end", "find_initial_step_size"]
+__all__ = ["HMCState", "HMCInfo", "EagerOps", "init", "step", "begin", "end", "find_initial_step_size"]
 
 
 class HMCState(NamedTuple):
@@ -50,35 +51,6 @@ def init(potential, q: torch.Tensor) -> HMCState:
     return HMCState(q.detach(), F, g)
 
 
-class StepCache:
-    """Per-transition constants of :func:`step` that depend only on the step size, ``beta`` and the mass
-    matrix; a driver passes one instance to every call and the constants are recomputed only when one of
-    those tensors is replaced by another object (tensors must not be modified in place)."""
-
-    __slots__ = ("_mass_key", "_sd", "_half_inv_mass", "_step_key", "_half", "_full", "_drift")
-
-    def __init__(self):
-        self._mass_key = self._step_key = None
-
-    def mass(self, inv_mass):
-        """``(inv_mass^(-1/2), inv_mass / 2)``."""
-        if self._mass_key is not inv_mass:
-            self._sd = inv_mass.rsqrt()
-            self._half_inv_mass = 0.5 * inv_mass
-            self._mass_key = inv_mass
-        return self._sd, self._half_inv_mass
-
-    def steps(self, step_size, beta, inv_mass):
-        key = self._step_key
-        if key is None or key[0] is not step_size or key[1] is not beta or key[2] is not inv_mass:
-            step = step_size.unsqueeze(-1)
-            self._half = 0.5 * step * beta.unsqueeze(-1)
-            self._full = 2 * self._half
-            self._drift = step * inv_mass
-            self._step_key = (step_size, beta, inv_mass)
-        return self._half, self._full, self._drift
-
-
 def step(
     state: HMCState,
     potential,
@@ -89,7 +61,6 @@ def step(
     generator: torch.Generator,
     *,
     max_delta_energy: float = 1000.0,
-    cache: StepCache | None = None,
     ops=None,
 ):
     """One HMC transition for every chain.
@@ -101,8 +72,6 @@ def step(
     :param beta: ``[R, 1]`` inverse temperature of each replica.
     :param inv_mass: ``[R, 1, D]`` diagonal inverse mass matrix.
     :param generator: ``torch.Generator`` on the state's device.
-    :param cache: optional :class:`StepCache` reused across calls (saves recomputing constants while
-        the step size and mass matrix stay the same objects).
     :param ops: the pieces of the transition (:class:`EagerOps` by default; compiled ones from
         :func:`pyro_ebm.mcmc.compiled.compile_ops`).
     :returns: ``(new_state, HMCInfo)``.
@@ -122,38 +91,41 @@ def step(
         (torch.Size([1, 5, 3]), torch.Size([1, 5]))
     """
     q, F, grad = state
-    if cache is None:
-        cache = StepCache()
     ops = _EAGER if ops is None else ops
     with torch.no_grad():
         xi = torch.randn(q.shape, generator=generator, dtype=q.dtype, device=q.device)
-        sd, half_inv_mass = cache.mass(inv_mass)
-        p, H0 = ops.begin(xi, sd, beta, F)
+        p, H0, half, full, drift = ops.begin(xi, inv_mass, step_size, beta, F, grad)
         if isinstance(n_steps, int):
             n_max, n_t = n_steps, None
         else:
             n_max = int(n_steps.max())
             n_t = None if int(n_steps.min()) == n_max else n_steps
-        half, full, drift = cache.steps(step_size, beta, inv_mass)
-    q1, p1, F1, g1 = leapfrog(potential, q, p, grad, F, half, full, drift, n_t, n_max, steps=ops.stepper)
+    q1, p1, F1, g1 = trajectory(potential, q, p, grad, F, half, full, drift, n_t, n_max, steps=ops.stepper)
     with torch.no_grad():
         u = torch.rand(F.shape, generator=generator, dtype=F.dtype, device=F.device)
         q, F, grad, accept_prob, accepted, diverging, energy = ops.end(
-            q, F, grad, q1, p1, F1, g1, H0, beta, half_inv_mass, u, max_delta_energy)
+            q, F, grad, q1, p1, F1, g1, H0, beta, inv_mass, u, max_delta_energy)
     return HMCState(q, F, grad), HMCInfo(accept_prob, accepted, diverging, energy, q1, p1, n_steps)
 
 
-def begin(xi, sd, beta, F):
-    """The momentum ``p = xi * M^(1/2)`` (``sd = inv_mass^(-1/2)``) from standard normals ``xi``, and the
-    starting Hamiltonian ``H0 = beta F + |xi|^2 / 2`` ``[R, C]``."""
-    return xi * sd, torch.linalg.vecdot(xi, xi).mul(0.5).addcmul(beta, F)
+def begin(xi, inv_mass, step_size, beta, F, grad):
+    """The start of a transition, from standard normals ``xi`` ``[R, C, D]``: the momentum
+    ``p = xi * M^(1/2)`` after the trajectory's first half kick (``p - half * grad``), the starting
+    Hamiltonian ``H0 = beta F + |xi|^2 / 2`` ``[R, C]``, and the integrator's constants ``half = step * beta
+    / 2``, ``full = 2 half`` ``[R, C, 1]`` and ``drift = step * inv_mass`` ``[R, C, D]``.
+
+    Returns ``(p, H0, half, full, drift)``."""
+    step = step_size.unsqueeze(-1)
+    half = 0.5 * step * beta.unsqueeze(-1)
+    p = torch.addcmul(xi * inv_mass.rsqrt(), half, grad, value=-1)
+    return p, torch.linalg.vecdot(xi, xi).mul(0.5).addcmul(beta, F), half, 2 * half, step * inv_mass
 
 
-def end(q, F, grad, q1, p1, F1, g1, H0, beta, half_inv_mass, u, max_delta_energy: float):
+def end(q, F, grad, q1, p1, F1, g1, H0, beta, inv_mass, u, max_delta_energy: float):
     """The Metropolis test of proposals ``(q1, p1, F1, g1)`` against the current ``(q, F, grad)`` with
     uniforms ``u`` ``[R, C]``: returns the new ``(q, F, grad)``, the acceptance probability, the accepted
     and divergent flags and the Hamiltonian of each chain's new state."""
-    H1 = torch.linalg.vecdot(p1, p1 * half_inv_mass).addcmul(beta, F1)
+    H1 = torch.linalg.vecdot(p1, p1 * inv_mass).mul(0.5).addcmul(beta, F1)
     # a non-finite position or gradient makes the final momentum, hence dH = H1 - H0, non-finite: such
     # a proposal gets dH = inf, acceptance probability 0, and counts as divergent
     ninf = float("-inf")

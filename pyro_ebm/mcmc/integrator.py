@@ -2,7 +2,7 @@
 
 Every Hamiltonian move in :mod:`pyro_ebm` -- HMC and MALA in :func:`pyro_ebm.mcmc.sample`, persistent
 chains, and the moves of annealed importance sampling and tempered SMC in :mod:`pyro_ebm.partition` --
-goes through :func:`leapfrog`, via :func:`pyro_ebm.mcmc.hmc.step`. One step is :func:`leapfrog_step`
+goes through :func:`leapfrog` (a half kick, then :func:`trajectory`), via :func:`pyro_ebm.mcmc.hmc.step`. One step is :func:`leapfrog_step`
 (every chain moves; :func:`leapfrog_steps` makes several) or :func:`masked_leapfrog_step` (chains past
 their own number of steps stay put); :mod:`pyro_ebm.mcmc.compiled` compiles these same functions.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["leapfrog", "leapfrog_step", "leapfrog_steps", "masked_leapfrog_step"]
+__all__ = ["leapfrog", "trajectory", "leapfrog_step", "leapfrog_steps", "masked_leapfrog_step"]
 
 
 def leapfrog_step(value_and_grad, q, p, drift, kick):
@@ -78,8 +78,9 @@ def leapfrog(potential, q, p, grad, F, half, full, drift, n_steps, n_max, steps=
     ``[R, C]``: rows with ``n_steps <= k`` are frozen from step ``k`` on, so chains with different
     trajectory lengths share one batched gradient per step. ``potential.value_and_grad(q)`` returns
     ``(F [R, C], dF/dq [R, C, D])``. ``steps`` is an object with ``steps`` (:func:`leapfrog_steps`),
-    ``masked_step`` (:func:`masked_leapfrog_step`), both with the potential bound, and ``chunk`` (how many
-    steps one ``steps`` call runs, the rest one at a time); compiled ones come from
+    ``masked_step`` (:func:`masked_leapfrog_step`), both with the potential bound, and ``chunk`` (the most
+    steps one ``steps`` call runs, a power of two; the trajectory is cut into calls of ``chunk``, then
+    halving numbers of steps); compiled ones come from
     :mod:`pyro_ebm.mcmc.compiled`. By default the eager ones.
 
     Returns the end point ``(q, p, F, grad)``.
@@ -99,13 +100,22 @@ def leapfrog(potential, q, p, grad, F, half, full, drift, n_steps, n_max, steps=
         >>> bool(torch.allclose(q2, q0, atol=1e-6)), bool(torch.allclose(-p2, p0, atol=1e-6))
         (True, True)
     """
+    return trajectory(potential, q, torch.addcmul(p, half, grad, value=-1), grad, F, half, full, drift, n_steps, n_max,
+                      steps=steps)
+
+
+def trajectory(potential, q, p, grad, F, half, full, drift, n_steps, n_max, steps=None):
+    """:func:`leapfrog` after its first half kick: ``p`` is the momentum already kicked by ``half * grad``
+    (:func:`pyro_ebm.mcmc.hmc.begin` makes that kick together with the momentum draw). Same arguments and
+    result as :func:`leapfrog`."""
     if steps is None:
         steps = _EagerSteps(potential)
-    p = torch.addcmul(p, half, grad, value=-1)
     if n_steps is None:
         done, chunk = 0, steps.chunk
         while done < n_max:
-            n = chunk if n_max - done >= chunk else 1
+            n = chunk
+            while n > n_max - done:  # the largest power of two that fits
+                n //= 2
             done += n
             q, p, F, grad = steps.steps(q, p, drift, full, half if done == n_max else full, n)
         return q, p, F, grad

@@ -143,7 +143,6 @@ class HMCKernel:
                              adapt_step=self.adapt_step, trajectory_length=T0, chees_lr=self.chees_lr,
                              max_steps=self.max_steps, ops=self.ops)
         self.eps, self.inv_mass, self.log_T = eps, inv_mass, self.warmup.log_trajectory_length
-        self.cache = hmc.StepCache()
         self.div_warm = torch.zeros((R, C), dtype=torch.long, device=q.device)
         self._L_tensors = {}
 
@@ -169,7 +168,7 @@ class HMCKernel:
         self.L = L
         self.q_prev = self.state.q
         self.state, info = hmc.step(self.state, self.pot, self.eps, L, self.beta_rc, self.inv_mass, self.gen,
-                                    max_delta_energy=self.max_dE, cache=self.cache, ops=self.ops)
+                                    max_delta_energy=self.max_dE, ops=self.ops)
         self.grad_evals += L_max
         return info
 
