@@ -311,6 +311,19 @@ def test_tempering_ladders():
         make_ladder([0.5, 0.1], 1.0)
 
 
+@pytest.mark.parametrize("kernel", ["hmc", "mala", "ula"])
+def test_tempered_statistics_are_the_target_replicas(kernel):
+    # every replica's statistics are recorded and the target's kept: lp = -beta F at the recorded draws,
+    # at the target's beta (a hotter replica's F or beta would break the equality)
+    F = _two_wells()
+    s = sample(F, torch.full((16, 1), -1.0), 10, 20, kernel=kernel, beta=2.0, tempering=[2.0, 0.3, 0.05],
+               seed=0, progress=False, **({"step_size": 0.01} if kernel == "ula" else {}))
+    torch.testing.assert_close(s.stats["lp"], -2.0 * F(s.draws))
+    assert all(v.shape == (16, 20) for v in s.stats.values())
+    if kernel != "ula":
+        assert torch.equal(s.stats["step_size"][:, -1], s.info["step_size"])
+
+
 def test_tempering_with_ula_and_gibbs_runs():
     F = _two_wells()
     s = sample(F, torch.full((16, 1), -3.0), 10, 20, kernel="ula", step_size=0.01, tempering=[1.0, 0.3, 0.05],

@@ -40,11 +40,13 @@ def _positive(value, name: str, *, allow_zero: bool = False) -> float:
 
 class _Recorder:
     """Writes each draw into a preallocated ``[draws, chains, D]`` tensor (one contiguous block per
-    draw; returned as ``[chains, draws, D]``) and keeps references to each iteration's statistics
-    (``[C]`` tensors or numbers), stacked once at the end."""
+    draw; returned as ``[chains, draws, D]``) and keeps references to each iteration's statistics --
+    numbers, ``[C]`` tensors or ``[R, C]`` tensors of all replicas, of which the first (the target) is
+    kept -- stacked once at the end and multiplied by ``scale[name]`` where given."""
 
-    def __init__(self, C, S, D, dtype, device):
+    def __init__(self, C, S, D, dtype, device, scale=None):
         self.C, self.dtype, self.device = C, dtype, device
+        self.scale = scale or {}
         self.draws = torch.empty((S, C, D), dtype=dtype, device=device)
         self.values = {k: [] for k in ("energy", "lp", "acceptance_rate", "step_size", "n_steps", "diverging")}
 
@@ -59,11 +61,15 @@ class _Recorder:
         for k, vs in self.values.items():
             dt = dtypes.get(k, self.dtype)
             if not any(isinstance(v, torch.Tensor) for v in vs):
-                stats[k] = torch.tensor(vs, dtype=dt, device=self.device).expand(self.C, len(vs)).clone()
-                continue
-            cols = [v.to(dt) if isinstance(v, torch.Tensor) else torch.full((self.C,), v, dtype=dt, device=self.device)
-                    for v in vs]
-            stats[k] = torch.stack([c.expand(self.C) for c in cols], 1)
+                stat = torch.tensor(vs, dtype=dt, device=self.device).expand(self.C, len(vs)).clone()
+            elif all(isinstance(v, torch.Tensor) and v.shape == vs[0].shape for v in vs):
+                stacked = torch.stack(vs)  # [S, C] or [S, R, C]
+                stat = (stacked if stacked.dim() == 2 else stacked[:, 0]).to(dt).T.contiguous()
+            else:
+                cols = [(v if v.dim() == 1 else v[0]).to(dt) if isinstance(v, torch.Tensor)
+                        else torch.full((self.C,), v, dtype=dt, device=self.device) for v in vs]
+                stat = torch.stack(cols, 1)
+            stats[k] = stat * self.scale[k] if k in self.scale else stat
         return self.draws.transpose(0, 1).contiguous(), stats
 
 
@@ -194,10 +200,12 @@ class HMCKernel:
             self.log_T = log_T
 
     def stats(self, info):
-        return dict(energy=info.energy[0], lp=-self.beta_rc[0, 0] * self.state.F[0],
-                    acceptance_rate=info.accept_prob[0], step_size=self.eps[0],
-                    n_steps=info.n_steps if isinstance(info.n_steps, int) else info.n_steps[0],
-                    diverging=info.diverging[0])
+        # all replicas' tensors, as they are (the recorder keeps the target's); lp = -beta F, scaled once
+        return dict(energy=info.energy, lp=self.state.F, acceptance_rate=info.accept_prob, step_size=self.eps,
+                    n_steps=info.n_steps, diverging=info.diverging)
+
+    def stat_scale(self):
+        return {"lp": -float(self.beta_rc[0, 0])}
 
     def info(self, pot):
         out = {
@@ -250,6 +258,9 @@ class ULAKernel:
     def end_warmup(self):
         pass
 
+    def stat_scale(self):
+        return {}
+
     def stats(self, info):
         U = self.beta_rc[0] * self.state.F[0]
         return dict(energy=U, lp=-U, acceptance_rate=self.ones, step_size=self.step_size * self.ones, n_steps=1,
@@ -292,6 +303,9 @@ class GibbsKernel:
     def end_warmup(self):
         pass
 
+    def stat_scale(self):
+        return {}
+
     def stats(self, info):
         U = self.beta_rc[0] * self.state.F[0]
         return dict(energy=U, lp=-U, acceptance_rate=self.ones, step_size=0 * self.ones, n_steps=self.n,
@@ -322,7 +336,7 @@ def run(kernel, pot, q, betas, num_warmup: int, num_samples: int, gen, progress:
     beta_rc = betas.unsqueeze(-1)
     kernel.init(pot, q, beta_rc, gen, num_warmup, num_samples)
     swapper = _Swapper(betas, gen) if R > 1 else None
-    rec = _Recorder(C, num_samples, D, q.dtype, q.device)
+    rec = _Recorder(C, num_samples, D, q.dtype, q.device, scale=kernel.stat_scale())
     n_iter = num_warmup + num_samples
     bar = None
     if progress:
