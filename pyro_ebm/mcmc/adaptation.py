@@ -61,10 +61,24 @@ class BatchedDualAveraging:
         self._x_avg = torch.zeros_like(prox_center)
         self._x_t = prox_center
 
-    def weights(self) -> tuple:
-        """The next update's ``(1 / (t + t0), sqrt(t) / gamma, t^-kappa)``, ``t`` its 1-based count."""
-        t = self._t + 1
+    @property
+    def t(self) -> int:
+        """The number of steps taken."""
+        return self._t
+
+    def weights(self, t: int | None = None) -> tuple:
+        """The ``t``-th update's ``(1 / (t + t0), sqrt(t) / gamma, t^-kappa)`` (by default the next one's)."""
+        t = self._t + 1 if t is None else t
         return 1.0 / (t + self.t0), t**0.5 / self.gamma, t ** (-self.kappa)
+
+    def weight_table(self, n: int, dtype=None, device=None) -> torch.Tensor:
+        """The weights of updates ``1..n`` as a tensor ``[n, 3]``: row ``t`` is the next update's after ``t``
+        steps, so a driver indexes it instead of building a tensor at every update."""
+        return torch.tensor([self.weights(t) for t in range(1, n + 1)], dtype=dtype, device=device)
+
+    def averages(self):
+        """``(g_avg, x_avg)``, the running averages :func:`dual_averaging_update` takes."""
+        return self._g_avg, self._x_avg
 
     def step(self, g: torch.Tensor) -> None:
         self.set(*dual_averaging_update(self._g_avg, self._x_avg, self.prox_center, g, *self.weights()))

@@ -2,9 +2,10 @@
 
 Every Hamiltonian move in :mod:`pyro_ebm` -- HMC and MALA in :func:`pyro_ebm.mcmc.sample`, persistent
 chains, and the moves of annealed importance sampling and tempered SMC in :mod:`pyro_ebm.partition` --
-goes through :func:`leapfrog` (a half kick, then :func:`trajectory`), via :func:`pyro_ebm.mcmc.hmc.step`. One step is :func:`leapfrog_step`
-(every chain moves; :func:`leapfrog_steps` makes several) or :func:`masked_leapfrog_step` (chains past
-their own number of steps stay put); :mod:`pyro_ebm.mcmc.compiled` compiles these same functions.
+goes through :func:`leapfrog` (a half kick, then :func:`trajectory`), via :func:`pyro_ebm.mcmc.hmc.step`.
+One step is :func:`leapfrog_step` (every chain moves; :func:`leapfrog_steps` makes several) or
+:func:`masked_leapfrog_step` (chains past their own number of steps stay put);
+:mod:`pyro_ebm.mcmc.compiled` compiles these same functions.
 
 It is written here rather than taken from ``pyro.ops.integrator.velocity_verlet``: Pyro's works on dicts
 of sites and differentiates a *scalar* potential (so per-chain energies would have to be recomputed),

@@ -151,6 +151,7 @@ class HMCKernel:
         self.eps, self.inv_mass, self.log_T = eps, inv_mass, self.warmup.log_trajectory_length
         self.div_warm = torch.zeros((R, C), dtype=torch.long, device=q.device)
         self._L_tensors = {}
+        self.noise = hmc.Noise(gen, q, num_warmup + num_samples)
 
     def _num_steps(self, i):
         """Leapfrog steps of iteration ``i``: an int, or ``[R, C]`` when the replicas differ; and the max."""
@@ -173,7 +174,7 @@ class HMCKernel:
         L, L_max = self._num_steps(i)
         self.L = L
         self.q_prev = self.state.q
-        self.state, info = hmc.step(self.state, self.pot, self.eps, L, self.beta_rc, self.inv_mass, self.gen,
+        self.state, info = hmc.step(self.state, self.pot, self.eps, L, self.beta_rc, self.inv_mass, self.noise,
                                     max_delta_energy=self.max_dE, ops=self.ops)
         self.grad_evals += L_max
         return info

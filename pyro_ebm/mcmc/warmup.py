@@ -58,13 +58,33 @@ TUNING_TOLERANCE = 0.1
 PROX_FACTOR = 1.0
 
 
-#: a checkpoint (the end of the last mass-matrix window, the middle of the final window) that saw more than this
-#: fraction of divergent transitions (target replica) raises the target acceptance, halving its distance
-#: to 1 (0.8 -> 0.9 -> 0.95), up to ``MAX_TARGET``: Stan's advice for divergences ("raise adapt_delta"),
-#: applied by the warmup itself. Divergences come from trajectories that reach regions stiffer than where
-#: the step size was tuned (a quartic well's walls), which the average acceptance hardly sees.
+#: a checkpoint (the end of the last mass-matrix window, the middle of the final window) whose count of
+#: divergent transitions (target replica) shows a rate above this fraction -- more than a Poisson count
+#: at that rate exceeds with probability ``DIVERGENCE_LEVEL`` -- raises the target acceptance, halving its
+#: distance to 1 (0.8 -> 0.9 -> 0.95), up to ``MAX_TARGET``: Stan's advice for divergences ("raise
+#: adapt_delta"), applied by the warmup itself. Divergences come from trajectories that reach regions
+#: stiffer than where the step size was tuned (a quartic well's walls), which the average acceptance
+#: hardly sees. The test keeps one stray divergence among a short window's few hundred transitions (a
+#: standard normal right after a metric update) from raising the target; a checkpoint that leaves fewer
+#: than ``MIN_RETUNE`` iterations, too few for dual averaging to reach a new target, is skipped.
 DIVERGENCE_RATE = 1e-3
+DIVERGENCE_LEVEL = 0.05
 MAX_TARGET = 0.99
+MIN_RETUNE = 10
+
+
+def poisson_tail(k: int, mean: float) -> float:
+    """``P(X >= k)`` for ``X ~ Poisson(mean)``.
+
+    >>> round(poisson_tail(1, 0.64), 3), round(poisson_tail(3, 0.64), 3)
+    (0.473, 0.027)
+    """
+    if k <= 0:
+        return 1.0
+    if mean <= 0:
+        return 0.0
+    below = sum(math.exp(j * math.log(mean) - mean - math.lgamma(j + 1)) for j in range(k))
+    return max(0.0, 1.0 - below)
 
 
 class TuningWarning(UserWarning):
@@ -116,8 +136,8 @@ def update_tensors(accept_prob, diverging, *rest, adapt_step: bool, chees: bool)
     ``rest`` is ``(q_prev, q_prop, p_prop, traj_len, metric)`` with ``chees``, then ``(g_avg, x_avg,
     prox_center, weights, target)`` with ``adapt_step``: one dual-averaging step
     (:func:`~pyro_ebm.mcmc.adaptation.dual_averaging_update` on ``target - accept_prob``) and the ChEES
-    terms (:func:`~pyro_ebm.mcmc.adaptation.chees_terms`). Returns ``(g_avg, x_t, x_avg, summary)``
-    (``(summary,)`` without ``adapt_step``), ``summary`` one tensor read back at once: the median of
+    terms (:func:`~pyro_ebm.mcmc.adaptation.chees_terms`). Returns ``(g_avg, x_t, x_avg, exp(x_t),
+    summary)`` (``(summary,)`` without ``adapt_step``), ``summary`` one tensor read back at once: the median of
     ``x_t`` (the log step size) over chains per replica, the ChEES terms, the number of divergent
     transitions and the mean acceptance of the target replica.
     """
@@ -129,6 +149,7 @@ def update_tensors(accept_prob, diverging, *rest, adapt_step: bool, chees: bool)
         g_avg, x_avg, prox, weights, target = rest
         out = dual_averaging_update(g_avg, x_avg, prox, target - accept_prob, weights[0], weights[1], weights[2])
         parts.append(out[1].median(dim=1).values)
+        out += (out[1].exp(),)
     if chees:
         parts.append(chees_terms(q_prev, q_prop, p_prop, accept_prob, traj_len, metric))
     parts.append(diverging[0].sum().to(accept_prob.dtype).reshape(1))
@@ -178,9 +199,11 @@ class Warmup:
         self._final_half = final + (schedule.num_warmup - final) // 2
         # counted over the last mass-matrix window and the first half of the final one (earlier windows see
         # the chains come in from their initial states: transients)
-        self._checkpoints = {final, self._final_half}
+        self._checkpoints = {c for c in (final, self._final_half) if schedule.num_warmup - c >= MIN_RETUNE}
         self._count_from = schedule.windows[-1][0] if schedule.windows else 0
         self.restart_step_size(step_size)
+        #: dual averaging's weights by step count (an input of the compiled update, not a constant)
+        self._da_weights = self.da.weight_table(schedule.num_warmup + 1, step_size.dtype, step_size.device)
         self.chees = None if trajectory_length is None else chees_init(trajectory_length)
         self._window_ends = {end for _, end in schedule.windows}
         self._in_window = {i for start, end in schedule.windows for i in range(start, end)}
@@ -208,16 +231,14 @@ class Warmup:
         if with_chees:
             args += (q_prev, info.q_prop, info.p_prop, traj_len, self.metric)
         if self.adapt_step:
-            weights = self.da.weights()
-            if getattr(self.ops, "compiled", False):  # an input of the compiled code, not a constant
-                weights = torch.tensor(weights, dtype=self._target_t.dtype, device=self._target_t.device)
-            args += (self.da._g_avg, self.da._x_avg, self.da.prox_center, weights, self._target_t)
+            args += (*self.da.averages(), self.da.prox_center, self._da_weights[self.da.t], self._target_t)
         fn = functools.partial(update_tensors, adapt_step=self.adapt_step, chees=with_chees)
         out = fn(*args) if self.ops is None else self.ops.call(("warmup", self.adapt_step, with_chees), fn, args)
         summary = out[-1].tolist()  # the one synchronisation of the update
         R = q.shape[0]
         if self.adapt_step:
             self.da.set(*out[:3])
+            step_size = out[3]
             self.log_median_step, summary = summary[:R], summary[R:]
         if with_chees:
             terms, summary = summary[: 2 * R], summary[2 * R:]
@@ -227,8 +248,8 @@ class Warmup:
                 self._div[0] += divergent
                 self._div[1] += info.diverging.shape[1]
             if i + 1 in self._checkpoints and self._raise_target() and i + 1 not in self._window_ends:
-                self.restart_step_size(torch.exp(self.da.get_state()[0]))
-            self.step_size = torch.exp(self.da.get_state()[0])
+                self.restart_step_size(step_size)
+            self.step_size = step_size
         if with_chees:
             grads = chees_gradient_from_terms(terms, CHEES_COST)
             self.chees = chees_update(self.chees, grads, lr=self.chees_lr,
@@ -261,7 +282,8 @@ class Warmup:
         (dual averaging then restarts: at a window's end the run loop does it after a step-size search)."""
         divergent, total = self._div
         self._div = [0, 0]
-        if not (total and divergent > DIVERGENCE_RATE * total and self.target < MAX_TARGET):
+        significant = total and poisson_tail(divergent, DIVERGENCE_RATE * total) < DIVERGENCE_LEVEL
+        if not (significant and self.target < MAX_TARGET):
             return False
         self.target = min(MAX_TARGET, 1 - (1 - self.target) / 2)
         self._target_t = torch.full_like(self._target_t, self.target)
@@ -271,7 +293,7 @@ class Warmup:
         """The adapted ``(step_size [R, C], log trajectory lengths or None, inv_mass [R, 1, D])``; warns
         with :class:`TuningWarning` when the second half of the final window's mean acceptance (target
         replica) is more than ``TUNING_TOLERANCE`` from the target."""
-        if self.adapt_step and self.da._t > 0:
+        if self.adapt_step and self.da.t > 0:
             self.step_size = torch.exp(self.da.get_state()[1])
             self.log_median_step = self.step_size.log().median(dim=1).values.tolist()
         if self.adapt_step and self._final_accept:
