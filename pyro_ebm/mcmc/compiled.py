@@ -22,6 +22,10 @@ rebinds a captured tensor to a new object is not detected (update it in place in
 
 An energy that cannot be traced (Python control flow on tensor values, ``.item()``, in-place updates of
 its input, a Pyro model) runs eager, with one :class:`CompileWarning` saying why.
+
+``tanh`` is compiled as ``2 / (1 + exp(-2x)) - 1`` (Inductor's ``cpp.use_decompose_tanh``): 25% cheaper
+steps for MLP energies, at an absolute error of float rounding (~1e-7 in float32; near 0 its relative
+error is larger, which an energy summed over many terms does not see).
 """
 
 from __future__ import annotations
@@ -117,6 +121,17 @@ def _generated_call(wrapped):
     return None if found is None or prefix is None else (found, tuple(prefix))
 
 
+def _fake(inputs):
+    """``inputs`` as fake tensors of static shapes in a mode with a shape environment: Inductor only uses
+    its on-disk graph cache with one ("No shape env"), and with it a later process compiles in a
+    fraction of the time."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    mode = FakeTensorMode(shape_env=ShapeEnv())
+    return [mode.from_tensor(t, static_shapes=True) if isinstance(t, torch.Tensor) else t for t in inputs]
+
+
 def _same(a, b) -> bool:
     a = a if isinstance(a, (tuple, list)) else (a,)
     b = b if isinstance(b, (tuple, list)) else (b,)
@@ -149,7 +164,7 @@ class _Piece:
         inductor = importlib.import_module("torch._inductor")
         inputs = list(example) + [c.detach() for c in consts]
         with inductor.config.patch({"cpp.use_decompose_tanh": True}):
-            wrapped = inductor.compile(gm, inputs)
+            wrapped = inductor.compile(gm, _fake(inputs))
         self.consts = tuple(consts)
         self.call = lambda args: wrapped(*args)  # noqa: E731
         direct = _generated_call(wrapped)
