@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .._weights import importance_summary
-from ..energy import Energy, as_energy, check_energy_output
+from ..energy import Energy, as_energy, call_energy, check_energy_output
 from ..inference import Estimate
 
 _F64 = torch.float64
@@ -132,15 +132,13 @@ def _check_values(f: torch.Tensor, y: torch.Tensor, what: str, label: str, offse
 
 
 def _call_energy(energy: Energy, y: torch.Tensor, label: str) -> torch.Tensor:
+    """``energy(y)`` through the shared check (:func:`~pyro_ebm.energy.call_energy`), whose dtype error
+    (e.g. a closure over float64 tensors fed float32 points) gets this module's remedy: ``dtype=``."""
     try:
-        f = energy(y)
-    except RuntimeError as exc:  # e.g. a closure over float64 tensors fed float32 points
-        if "dtype" not in str(exc) and "scalar type" not in str(exc):
-            raise
-        raise TypeError(
-            f"{label} failed on y of dtype {y.dtype} ({str(exc).splitlines()[0]}); pass dtype= with the "
-            "dtype the energy computes in (e.g. dtype=torch.float64)"
-        ) from exc
+        f = call_energy(energy, y)
+    except TypeError as exc:
+        raise TypeError(f"{label}: {exc}; pass dtype= with the dtype the energy computes in "
+                        "(e.g. dtype=torch.float64)") from exc
     check_energy_output(f, y.shape[:1], name=label, check_finite_values=False)
     return f
 
