@@ -31,6 +31,7 @@ __all__ = [
     "moments_init",
     "moments_update",
     "moments_variance",
+    "shrink_variance",
     "CheesState",
     "chees_init",
     "chees_gradient",
@@ -130,16 +131,24 @@ def moments_update(state: MomentsState, q: torch.Tensor) -> MomentsState:
     return MomentsState(state.count + 1, state.shift, state.s1, state.s2)
 
 
+def shrink_variance(var: torch.Tensor, n: int) -> torch.Tensor:
+    """Stan's regularisation of a variance estimated from ``n`` draws: ``(n var + 5e-3) / (n + 5)``, i.e.
+    shrunk towards ``1e-3`` with the weight of 5 draws.
+
+    >>> shrink_variance(torch.tensor([2.0]), 5)
+    tensor([1.0005])
+    """
+    return (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))
+
+
 def moments_variance(state: MomentsState, regularize: bool = True) -> torch.Tensor:
     """Sample variance ``[replicas, 1, D]`` of every draw merged, shrunk towards ``1e-3`` like Stan
-    when ``regularize``."""
+    (:func:`shrink_variance`) when ``regularize``."""
     n = max(state.count * state.s1.shape[1], 2)
     m1 = state.s1.sum(1, keepdim=True) / n
     var = (state.s2.sum(1, keepdim=True) / n - m1 * m1) * (n / (n - 1))
     var = var.clamp_min(0.0)
-    if regularize:
-        var = (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))
-    return var
+    return shrink_variance(var, n) if regularize else var
 
 
 class CheesState(NamedTuple):

@@ -35,6 +35,7 @@ import torch
 
 from .._rng import make_generator
 from .._validation import check_positive_int
+from ..mcmc.adaptation import shrink_variance
 from ._common import _F64, EstimateWarning, LogPartition, _check_values, _weights_summary
 from .annealing import PathPotential, _ais_common, _Path, _sample_base, log_target_ratio, move
 
@@ -96,12 +97,11 @@ def _gather(t: torch.Tensor, idx: torch.Tensor, rows: torch.Tensor) -> torch.Ten
 
 def _cloud_variance(x: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
     """Weighted diagonal variance ``[K, 1, D]`` of each row of particles ``x`` ``[K, M, D]``, shrunk
-    slightly towards 1e-3 (as the warmup of :mod:`pyro_ebm.mcmc` does)."""
+    slightly towards 1e-3 (:func:`~pyro_ebm.mcmc.adaptation.shrink_variance`, as the warmup of
+    :mod:`pyro_ebm.mcmc` does)."""
     w = torch.exp(log_w - torch.logsumexp(log_w, -1, keepdim=True)).to(x.dtype).unsqueeze(-1)
     mean = (w * x).sum(1, keepdim=True)
-    var = (w * (x - mean) ** 2).sum(1, keepdim=True)
-    n = x.shape[1]
-    var = (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))
+    var = shrink_variance((w * (x - mean) ** 2).sum(1, keepdim=True), x.shape[1])
     return torch.where(torch.isfinite(var) & (var > 0), var, torch.ones_like(var))
 
 
