@@ -136,10 +136,11 @@ def test_a_tensor_passed_as_two_arguments_is_traced_as_two_inputs():
         torch.testing.assert_close(a, b)
 
 
-def test_persistent_chains_compile_once_and_match_eager():
+@pytest.mark.parametrize("n_leapfrog", [5, 8])  # 8 = 4 + 4: one compiled chunk in and at the end of a trajectory
+def test_persistent_chains_compile_once_and_match_eager(n_leapfrog):
     def chains(compile):
-        return PersistentChains(_net_energy, 64, event_shape=(2,), kernel="hmc", step_size=0.2, n_leapfrog=5,
-                                seed=0, compile=compile, dtype=torch.float64)
+        return PersistentChains(_net_energy, 64, event_shape=(2,), kernel="hmc", step_size=0.2,
+                                n_leapfrog=n_leapfrog, seed=0, compile=compile, dtype=torch.float64)
 
     eager, comp = chains(False), chains(True)
     for _ in range(3):
