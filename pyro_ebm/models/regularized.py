@@ -40,6 +40,32 @@ class _Fitted(LatentEnergy):
         return check_input(y, self.event_shape, name)
 
 
+class _OneHot(_Fitted):
+    """A fitted latent energy whose latent is one-hot over ``K`` values (K-means' prototypes, a mixture's
+    components), so free energy and inference are exact enumerations over the ``K`` codes. Subclasses
+    name their count (``_count``) and the parameter holding one row per value (``_rows``)."""
+
+    _count = _rows = ""
+
+    def codes(self) -> torch.Tensor:
+        """The ``K`` one-hot latent values ``[K, K]``."""
+        rows = getattr(self, self._rows)
+        return torch.eye(getattr(self, self._count), dtype=rows.dtype, device=rows.device)
+
+    def free_energy(self, y: torch.Tensor, beta=1.0) -> torch.Tensor:
+        """``F_beta(y) = -1/beta log sum_k exp(-beta E(y, e_k))`` ``[*batch]``, enumerated over the codes: for
+        :class:`KMeans` ``beta = inf`` is the K-means energy, for :class:`GaussianMixture` ``beta = 1`` is
+        ``-log p(y)``."""
+        y = self._check_y(y)
+        return free_energy(self, y, self.codes(), beta=beta)
+
+    def infer(self, y: torch.Tensor) -> torch.Tensor:
+        """The one-hot code of least energy (the nearest centre, the most responsible component),
+        ``[*batch, K]``."""
+        y = self._check_y(y)
+        return argmin_latent(self, y, self.codes())[0]
+
+
 class PCA(_Fitted):
     r"""Principal component analysis as a latent-variable energy (A1: a bounded low-energy volume).
 
@@ -127,7 +153,7 @@ def _sq_dist(y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return ((y.unsqueeze(-2) - c) ** 2).sum(-1)
 
 
-class KMeans(_Fitted):
+class KMeans(_OneHot):
     r"""K-means as a latent-variable energy (A1): ``z`` is one-hot over ``K`` prototypes.
 
     .. math:: E(y, z) = \lVert y - z C \rVert^2, \qquad z \in \{e_1, \dots, e_K\},
@@ -153,6 +179,8 @@ class KMeans(_Fitted):
         >>> km.predict(torch.tensor([[4.0, 4.0]])) == km.predict(Y[2:3])
         tensor([True])
     """
+
+    _count, _rows = "n_clusters", "cluster_centers_"
 
     def __init__(self, n_clusters: int, *, n_init: int = 4, max_iter: int = 300, seed=0):
         k = check_units(n_clusters, "n_clusters")
@@ -223,27 +251,12 @@ class KMeans(_Fitted):
             raise TypeError("KMeans takes no conditioning x")
         return ((y - z @ self.cluster_centers_) ** 2).sum(-1)
 
-    def codes(self) -> torch.Tensor:
-        """The ``K`` one-hot latent values ``[K, K]``."""
-        c = self.cluster_centers_
-        return torch.eye(self.n_clusters, dtype=c.dtype, device=c.device)
-
-    def free_energy(self, y: torch.Tensor, beta=1.0) -> torch.Tensor:
-        """``F_beta(y) = -1/beta log sum_k exp(-beta ||y - c_k||^2)`` ``[*batch]``; ``beta = inf``: K-means."""
-        y = self._check_y(y)
-        return free_energy(self, y, self.codes(), beta=beta)
-
-    def infer(self, y: torch.Tensor) -> torch.Tensor:
-        """The one-hot code of the nearest centre, ``[*batch, K]``."""
-        y = self._check_y(y)
-        return argmin_latent(self, y, self.codes())[0]
-
     def predict(self, y: torch.Tensor) -> torch.Tensor:
         """The index of the nearest centre, ``[*batch]`` (scikit-learn's ``predict``)."""
         return self.infer(y).argmax(-1)
 
 
-class GaussianMixture(_Fitted):
+class GaussianMixture(_OneHot):
     r"""A Gaussian mixture as a latent-variable energy (A1) with full covariances.
 
     .. math:: E(y, z) = -\log \pi_z - \log \mathcal N(y; \mu_z, \Sigma_z), \qquad z \in \{e_1, \dots, e_K\}.
@@ -263,6 +276,8 @@ class GaussianMixture(_Fitted):
         >>> g.free_energy(torch.zeros(1, 2), beta=1.0).detach()  # log(2 pi)
         tensor([1.8379])
     """
+
+    _count, _rows = "n_components", "means_"
 
     def __init__(self, weights: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor):
         means = check_matrix(means, "means", "[K, d]")
@@ -336,16 +351,3 @@ class GaussianMixture(_Fitted):
             raise TypeError("GaussianMixture takes no conditioning x")
         return -(z * self.log_joint(y)).sum(-1)
 
-    def codes(self) -> torch.Tensor:
-        m = self.means_
-        return torch.eye(self.n_components, dtype=m.dtype, device=m.device)
-
-    def free_energy(self, y: torch.Tensor, beta=1.0) -> torch.Tensor:
-        """``F_beta(y)`` ``[*batch]``; ``beta = 1`` gives ``-log p(y)``."""
-        y = self._check_y(y)
-        return free_energy(self, y, self.codes(), beta=beta)
-
-    def infer(self, y: torch.Tensor) -> torch.Tensor:
-        """The one-hot code of the most responsible component, ``[*batch, K]``."""
-        y = self._check_y(y)
-        return argmin_latent(self, y, self.codes())[0]
