@@ -332,6 +332,7 @@ def test_tempering_with_ula_and_gibbs_runs():
     G = lambda y: -(y[..., 0] * y[..., 1]) + y.sum(-1)
     s = sample(G, torch.zeros(16, 3), 5, 10, kernel="gibbs", tempering=3, seed=0, progress=False)
     assert s.draws.shape == (16, 10, 3)
+    torch.testing.assert_close(s.stats["lp"], -G(s.draws))  # the target replica's, at beta = 1
 
 
 # -------------------------------------------------------------------------------------- Pyro models

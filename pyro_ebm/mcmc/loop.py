@@ -243,9 +243,8 @@ class ULAKernel:
         self.noise_t = torch.sqrt(2 * self.step_size / beta3) if self.noise is None else torch.full_like(beta3, self.noise)
         self.state = hmc.init(pot, q)
         self.grad_evals = 1
-        R, C = q.shape[:2]
+        C = q.shape[1]
         self.div_warm = torch.zeros(C, dtype=torch.long, device=q.device)
-        self.ones = torch.ones(C, dtype=q.dtype, device=q.device)
 
     def transition(self, i):
         self.state, info = langevin.ula_step(self.state, self.pot, self.step_size, self.noise_t, self.gen,
@@ -260,12 +259,13 @@ class ULAKernel:
         pass
 
     def stat_scale(self):
-        return {}
+        b = float(self.beta_rc[0, 0])
+        return {"energy": b, "lp": -b}
 
     def stats(self, info):
-        U = self.beta_rc[0] * self.state.F[0]
-        return dict(energy=U, lp=-U, acceptance_rate=self.ones, step_size=self.step_size * self.ones, n_steps=1,
-                    diverging=info.diverging[0])
+        # as HMCKernel.stats: all replicas' F, scaled once by the recorder (energy = beta F, lp = -beta F)
+        return dict(energy=self.state.F, lp=self.state.F, acceptance_rate=1.0, step_size=self.step_size,
+                    n_steps=1, diverging=info.diverging)
 
     def info(self, pot):
         return {"step_size": self.step_size, "noise": self.noise_t.flatten(), "num_divergent_warmup": self.div_warm,
@@ -292,7 +292,6 @@ class GibbsKernel:
             blocks = [torch.as_tensor(b, dtype=torch.long, device=q.device).flatten() for b in blocks]
         self.blocks_t = blocks
         self.state = gibbs_binary.init(pot, q)
-        self.ones = torch.ones(q.shape[1], dtype=q.dtype, device=q.device)
 
     def transition(self, i):
         self.state, self.n = gibbs_binary.step(self.state, self.pot, self.beta_rc, self.gen, blocks=self.blocks_t)
@@ -305,11 +304,11 @@ class GibbsKernel:
         pass
 
     def stat_scale(self):
-        return {}
+        b = float(self.beta_rc[0, 0])
+        return {"energy": b, "lp": -b}
 
     def stats(self, info):
-        U = self.beta_rc[0] * self.state.F[0]
-        return dict(energy=U, lp=-U, acceptance_rate=self.ones, step_size=0 * self.ones, n_steps=self.n,
+        return dict(energy=self.state.F, lp=self.state.F, acceptance_rate=1.0, step_size=0.0, n_steps=self.n,
                     diverging=False)
 
     def info(self, pot):
