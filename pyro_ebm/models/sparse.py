@@ -73,9 +73,18 @@ def _lasso(y: torch.Tensor, d: torch.Tensor, lam: float, method: str, steps, tol
     return z
 
 
-def _lasso_free_energy(energy, y, y_quad, d, beta: float, num_samples, seed) -> torch.Tensor:
-    """The finite-``beta`` free energy of ``energy(y, z)``, whose quadratic part in ``z`` is ``||y_quad - z d||^2``,
-    by importance sampling from the Gaussian that is exact for that part (``d`` of full row rank)."""
+def _lasso_free_energy(energy, y, beta, quadratic, num_samples, seed, infer_kwargs) -> torch.Tensor:
+    """``F_beta(y)`` of ``energy(y, z)`` (checked ``y``, scalar ``beta``): at ``beta = inf`` the minimum
+    ``E(y, energy.infer(y))``; at finite ``beta`` importance sampling from the Gaussian that is exact for
+    the energy's quadratic part in ``z``, ``||y_quad - z d||^2`` with ``(y_quad, d) = quadratic()`` (``d`` of
+    full row rank)."""
+    b = as_beta(beta, y)
+    if b.dim() > 0:
+        raise ValueError("beta must be a scalar here")
+    if torch.isinf(b):
+        return energy(y, energy.infer(y, **infer_kwargs))
+    beta = float(b)
+    y_quad, d = quadratic()
     gram = 2.0 * beta * (d @ d.T)
     _, info = torch.linalg.cholesky_ex(gram.detach())
     if int(info) != 0:
@@ -142,12 +151,7 @@ class SparseCoding(LatentEnergy):
         e^{-\beta E(y,z)}dz` by importance sampling (:func:`pyro_ebm.free_energy_importance`) from the
         Gaussian that is exact for the reconstruction term (needs ``D`` of full row rank)."""
         y = check_input(y, self.event_shape, "y")
-        b = as_beta(beta, y)
-        if b.dim() > 0:
-            raise ValueError("beta must be a scalar here")
-        if torch.isinf(b):
-            return self(y, self.infer(y, **infer_kwargs))
-        return _lasso_free_energy(self, y, y, self.dictionary, float(b), num_samples, seed)
+        return _lasso_free_energy(self, y, beta, lambda: (y, self.dictionary), num_samples, seed, infer_kwargs)
 
     def fit(self, Y, *, n_iter: int = 30, infer_steps: int = 300) -> "SparseCoding":
         """Dictionary learning by block coordinate descent on the summed energy: codes by FISTA, then the
@@ -256,14 +260,13 @@ class SparseAutoEncoder(LatentEnergy):
         and the encoder by the envelope theorem); at finite ``beta`` importance sampling as in
         :meth:`SparseCoding.free_energy`, from the Gaussian exact for the augmented reconstruction."""
         y = check_input(y, self.event_shape, "y")
-        b = as_beta(beta, y)
-        if b.dim() > 0:
-            raise ValueError("beta must be a scalar here")
-        if torch.isinf(b):
-            return self(y, self.infer(y, **infer_kwargs))
-        with torch.no_grad():
-            y_aug = self.augmented_input(y)
-        return _lasso_free_energy(self, y, y_aug, self.augmented_dictionary(), float(b), num_samples, seed)
+
+        def quadratic():  # the augmented reconstruction, its input detached as in infer
+            with torch.no_grad():
+                y_aug = self.augmented_input(y)
+            return y_aug, self.augmented_dictionary()
+
+        return _lasso_free_energy(self, y, beta, quadratic, num_samples, seed, infer_kwargs)
 
     def fit(self, Y, *, epochs: int = 20, lr: float = 1e-2, batch_size: int = 64, seed=0, infer_steps: int = 200,
             learn_dictionary: bool = True) -> "SparseAutoEncoder":
