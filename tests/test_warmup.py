@@ -217,3 +217,30 @@ def test_persistent_chains_run_the_loop_of_sample(kernel):
     out = pc.sample(n, steps)
     ref = sample(F, init[idx], num_warmup=0, num_samples=steps, kernel=kernel, seed=gen, progress=False, **opts)
     assert torch.equal(out, ref.draws[:, -1])
+
+
+def test_poisson_tail_against_scipy():
+    from scipy.stats import poisson
+
+    from pyro_ebm.mcmc.warmup import poisson_tail
+
+    for mean in (0.0, 0.064, 0.64, 5.0, 51.2, 128.0):
+        for k in (0, 1, 2, 3, 10, 60, 150):
+            want = 1.0 if k <= 0 else float(poisson.sf(k - 1, mean))
+            assert poisson_tail(k, mean) == pytest.approx(want, rel=1e-9, abs=1e-12), (k, mean)
+
+
+def test_noise_blocks_are_the_generators_draws_in_order():
+    # a run's momenta and uniforms come in blocks of `block` transitions, the last capped at what is left
+    from pyro_ebm.mcmc.hmc import Noise, draw_noise
+
+    q = torch.zeros(2, 3, 4)
+    noise = Noise(torch.Generator().manual_seed(5), q, total=10, block=4)
+    got = [noise.next() for _ in range(10)]
+    g = torch.Generator().manual_seed(5)
+    blocks = [draw_noise(g, q, n) for n in (4, 4, 2)]
+    want = [(xi[i], u[i]) for xi, u in blocks for i in range(xi.shape[0])]
+    for (a, b), (c, d) in zip(got, want):
+        assert torch.equal(a, c) and torch.equal(b, d)
+    assert got[0][0].shape == (2, 3, 4) and got[0][1].shape == (2, 3)
+    assert torch.equal(torch.randn(1, generator=noise.generator), torch.randn(1, generator=g))  # nothing extra drawn
