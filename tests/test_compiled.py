@@ -22,6 +22,19 @@ torch.manual_seed(0)
 _NET = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _size_asserts():
+    """Compile with Inductor's checks of every input's shape and strides at every call: a piece called
+    with strides other than those it was compiled for fails here (the library turns the checks off)."""
+    compiled.SIZE_ASSERTS = True
+    compiled._SHARED.clear()
+    compiled._CACHE.clear()
+    yield
+    compiled.SIZE_ASSERTS = False
+    compiled._SHARED.clear()
+    compiled._CACHE.clear()
+
+
 def _net_energy(y):
     return _NET(y).squeeze(-1) + 0.25 * (y * y).sum(-1)
 
@@ -134,6 +147,32 @@ def test_a_tensor_passed_as_two_arguments_is_traced_as_two_inputs():
     want = integrator.leapfrog_steps(pot.value_and_grad, q, p, drift, full, half, 2)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
+
+
+def test_inputs_with_other_strides_get_their_own_compiled_piece():
+    # the library compiles without Inductor's per-call stride checks: a piece is looked up by its inputs'
+    # strides, so a transposed momentum is not read as if it were contiguous
+    from pyro_ebm import as_energy
+    from pyro_ebm.mcmc import integrator
+    from pyro_ebm.mcmc.potential import EnergyPotential
+
+    def sextic(y):  # its own function: compiled here, not found in the cache
+        return (y ** 6).sum(-1) + 0.5 * (y * y).sum(-1)
+
+    pot = EnergyPotential(as_energy(sextic, event_shape=(3,)), (3,))
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 8, 3, generator=g, dtype=torch.float64)
+    p_t = torch.randn(1, 3, 8, generator=g, dtype=torch.float64).transpose(1, 2)  # [1, 8, 3], not contiguous
+    full = torch.full((1, 8, 1), 0.1, dtype=torch.float64)
+    half, drift = 0.5 * full, full.expand(1, 8, 3).clone()
+    compiled.CompiledOps(pot).steps(q, p_t.contiguous(), drift, full, half, 1)
+    got = compiled.CompiledOps(pot).steps(q, p_t, drift, full, half, 1)  # a new run: looked up again
+    want = integrator.leapfrog_steps(pot.value_and_grad, q, p_t, drift, full, half, 1)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    assert compiled._spec(p_t) != compiled._spec(p_t.contiguous())
+    # strides of size-1 dimensions do not matter (no new piece for them)
+    assert compiled._spec(torch.ones(1, 4)) == compiled._spec(torch.ones(4, 1).T)
 
 
 @pytest.mark.parametrize("n_leapfrog", [5, 8])  # 8 = 4 + 4: one compiled chunk in and at the end of a trajectory

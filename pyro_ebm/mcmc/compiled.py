@@ -141,6 +141,14 @@ def _same(a, b) -> bool:
         for x, y in zip(a, b))
 
 
+#: Inductor's checks of every input's shape and strides at every call (~0.8 us each, a fifth of a small
+#: energy's transition). Off: a piece is looked up by its inputs' shapes and strides (:func:`_spec`) once
+#: per run, the tensors it is then called with come from the same producers (compiled pieces, or eager
+#: ones made contiguous: :func:`pyro_ebm.mcmc.hmc.init`), and the energy's own tensors are checked when a
+#: run binds the piece. The tests of the compiled path turn them on, so a changed stride fails there.
+SIZE_ASSERTS = False
+
+
 class _Piece:
     """One compiled function: called with its inputs, it appends the lifted tensors.
 
@@ -149,7 +157,7 @@ class _Piece:
     of a small energy's leapfrog step), after checking on the example inputs that both give the same
     outputs."""
 
-    __slots__ = ("call", "consts")
+    __slots__ = ("call", "consts", "const_specs")
 
     def __init__(self, fn, example):
         from torch.fx.experimental.proxy_tensor import make_fx
@@ -163,9 +171,10 @@ class _Piece:
         gm, consts = _lift_constants(gm)
         inductor = importlib.import_module("torch._inductor")
         inputs = list(example) + [c.detach() for c in consts]
-        with inductor.config.patch({"cpp.use_decompose_tanh": True}):
+        with inductor.config.patch({"cpp.use_decompose_tanh": True, "size_asserts": SIZE_ASSERTS}):
             wrapped = inductor.compile(gm, _fake(inputs))
         self.consts = tuple(consts)
+        self.const_specs = tuple(map(_spec, consts))
         self.call = lambda args: wrapped(*args)  # noqa: E731
         direct = _generated_call(wrapped)
         if direct is not None:
@@ -187,7 +196,12 @@ class _Piece:
 
 
 def _spec(t):
-    return (tuple(t.shape), t.dtype, t.device) if isinstance(t, torch.Tensor) else t
+    """What a compiled piece assumes of an input: shape, strides (those of size-1 dimensions do not
+    matter), dtype and device."""
+    if not isinstance(t, torch.Tensor):
+        return t
+    strides = tuple(s if n > 1 else 0 for n, s in zip(t.shape, t.stride()))
+    return tuple(t.shape), strides, t.dtype, t.device
 
 
 #: energy -> {function: {key: _Piece}} (see :func:`_energy_key`); weak, so compiled code goes away with
@@ -251,6 +265,8 @@ class CompiledOps:
             key = (name,) + tuple(_spec(a) for a in args)
             cache = _SHARED if shared else self._cache
             piece = cache.get(key)
+            if piece is not None and piece.const_specs != tuple(map(_spec, piece.consts)):
+                piece = None  # a tensor the energy reads changed shape or strides in place: trace again
             if piece is None:
                 piece = cache[key] = _Piece(make_fn(), args)
             self._bound[name] = piece
@@ -315,7 +331,7 @@ def compile_ops(potential, q, beta, inv_mass, max_delta_energy: float = 1000.0):
             return ops
         with torch.no_grad():
             R, C, D = q.shape
-            F, grad = potential.value_and_grad(q)
+            q, F, grad = hmc.init(potential, q)
             step_size = torch.full((R, C), 1e-3, dtype=q.dtype, device=q.device)
             p, H0, half, full, drift = ops.begin(torch.zeros_like(q), inv_mass, step_size, beta, F, grad)
             q1, p1, F1, g1 = ops.steps(q, p, drift, full, half, 1)

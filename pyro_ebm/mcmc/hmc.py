@@ -47,9 +47,10 @@ class HMCInfo(NamedTuple):
 
 
 def init(potential, q: torch.Tensor) -> HMCState:
-    """Evaluate ``F`` and its gradient at ``q`` ``[R, C, D]``."""
+    """Evaluate ``F`` and its gradient at ``q`` ``[R, C, D]`` (contiguous tensors: the compiled pieces
+    are called with the strides they were compiled for)."""
     F, g = potential.value_and_grad(q)
-    return HMCState(q.detach(), F, g)
+    return HMCState(q.detach().contiguous(), F.contiguous(), g.contiguous())
 
 
 def step(
@@ -92,20 +93,22 @@ def step(
         >>> state.q.shape, info.accept_prob.shape
         (torch.Size([1, 5, 3]), torch.Size([1, 5]))
     """
+    if torch.is_grad_enabled():  # the energy's gradient is taken inside value_and_grad; nothing else is
+        with torch.no_grad():  # differentiated (one check here, not a context per piece)
+            return step(state, potential, step_size, n_steps, beta, inv_mass, generator,
+                        max_delta_energy=max_delta_energy, ops=ops)
     q, F, grad = state
     ops = _EAGER if ops is None else ops
-    with torch.no_grad():
-        xi, u = generator.next() if isinstance(generator, Noise) else draw_noise(generator, q)
-        p, H0, half, full, drift = ops.begin(xi, inv_mass, step_size, beta, F, grad)
-        if isinstance(n_steps, int):
-            n_max, n_t = n_steps, None
-        else:
-            n_max = int(n_steps.max())
-            n_t = None if int(n_steps.min()) == n_max else n_steps
+    xi, u = generator.next() if isinstance(generator, Noise) else draw_noise(generator, q)
+    p, H0, half, full, drift = ops.begin(xi, inv_mass, step_size, beta, F, grad)
+    if isinstance(n_steps, int):
+        n_max, n_t = n_steps, None
+    else:
+        n_max = int(n_steps.max())
+        n_t = None if int(n_steps.min()) == n_max else n_steps
     q1, p1, F1, g1 = trajectory(potential, q, p, grad, F, half, full, drift, n_t, n_max, steps=ops.stepper)
-    with torch.no_grad():
-        q, F, grad, accept_prob, accepted, diverging, energy = ops.end(
-            q, F, grad, q1, p1, F1, g1, H0, beta, inv_mass, u, max_delta_energy)
+    q, F, grad, accept_prob, accepted, diverging, energy = ops.end(
+        q, F, grad, q1, p1, F1, g1, H0, beta, inv_mass, u, max_delta_energy)
     return HMCState(q, F, grad), HMCInfo(accept_prob, accepted, diverging, energy, q1, p1, n_steps)
 
 
