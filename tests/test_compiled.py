@@ -149,6 +149,22 @@ def test_a_tensor_passed_as_two_arguments_is_traced_as_two_inputs():
         torch.testing.assert_close(a, b)
 
 
+def test_small_matrix_products_are_fused_and_exact():
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def f(y, w1, b1, w2, w3):  # a 2-d input's first layer (K = 2), a wide product, a thin one (N = 3)
+        h = torch.tanh(torch.addmm(b1, y, w1))
+        return (h @ w2) @ w3
+
+    g = torch.Generator().manual_seed(0)
+    args = [torch.randn(*s, generator=g, dtype=torch.float64) for s in ((16, 2), (2, 8), (8,), (8, 8), (8, 3))]
+    gm = compiled._fuse_small_matmuls(make_fx(f)(*args))
+    products = [(n.args[-2].meta["val"].shape, n.args[-1].meta["val"].shape) for n in gm.graph.nodes
+                if n.op == "call_function" and n.target in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default)]
+    assert products == [((16, 8), (8, 8))]  # only the product with no small dimension is left to BLAS
+    torch.testing.assert_close(gm(*args), f(*args))
+
+
 def test_inputs_with_other_strides_get_their_own_compiled_piece():
     # the library compiles without Inductor's per-call stride checks: a piece is looked up by its inputs'
     # strides, so a transposed momentum is not read as if it were contiguous
