@@ -149,7 +149,7 @@ class HMCKernel:
                              adapt_step=self.adapt_step, trajectory_length=T0, chees_lr=self.chees_lr,
                              max_steps=self.max_steps, ops=self.ops)
         self.eps, self.inv_mass, self.log_T = eps, inv_mass, self.warmup.log_trajectory_length
-        self.div_warm = torch.zeros((R, C), dtype=torch.long, device=q.device)
+        self._div_warm = []  # each warmup transition's divergent flags [R, C], summed once at the end
         self._L_tensors = {}
         self.noise = hmc.Noise(gen, q, num_warmup + num_samples)
 
@@ -161,14 +161,20 @@ class HMCKernel:
         med = self.warmup.log_median_step
         # one number of steps per replica (no chain waits for another); each chain's trajectory length is
         # L * its own step size
-        Ls = tuple(min(self.max_steps, max(1, math.ceil(u * math.exp(lt - ml)))) for lt, ml in zip(self.log_T, med))
+        Ls = self._Ls = tuple(min(self.max_steps, max(1, math.ceil(u * math.exp(lt - ml))))
+                              for lt, ml in zip(self.log_T, med))
         if all(n == Ls[0] for n in Ls):
             return Ls[0], Ls[0]
+        return self._steps_tensor(Ls), max(Ls)
+
+    def _steps_tensor(self, Ls):
+        """Each replica's number of leapfrog steps ``Ls`` as a long tensor ``[R, C]``, cached, of one layout
+        whether or not the replicas' counts differ (a compiled piece is bound to its inputs' strides)."""
+        R, C = self.eps.shape
         L = self._L_tensors.get(Ls)
         if L is None:
-            R, C = self.eps.shape
             L = self._L_tensors[Ls] = torch.tensor(Ls, device=self.eps.device).unsqueeze(-1).expand(R, C)
-        return L, max(Ls)
+        return L
 
     def transition(self, i):
         L, L_max = self._num_steps(i)
@@ -180,12 +186,10 @@ class HMCKernel:
         return info
 
     def adapt(self, i, info):
-        self.div_warm += info.diverging
-        traj = None
-        if self.fixed_L is None:
-            traj = self.eps * (self.L if isinstance(self.L, int) else self.L.to(self.eps.dtype))
+        self._div_warm.append(info.diverging)
+        n_steps = None if self.fixed_L is not None else self._steps_tensor(self._Ls)
         w = self.warmup
-        if w.update(i, self.q_prev, self.state.q, info, traj):
+        if w.update(i, self.q_prev, self.state.q, info, self.eps, n_steps):
             self.inv_mass = w.inv_mass
             if self.adapt_step:
                 eps, trials = hmc.find_initial_step_size(self.state, self.pot, self.beta_rc, self.inv_mass, self.gen,
@@ -212,7 +216,8 @@ class HMCKernel:
         out = {
             "step_size": self.eps[0].clone(),
             "inv_mass": pot.unflatten(self.inv_mass[0, 0]) if not pot.is_model else self.inv_mass[0, 0],
-            "num_divergent_warmup": self.div_warm[0],
+            "num_divergent_warmup": (torch.stack(self._div_warm).sum(0)[0] if self._div_warm
+                                     else torch.zeros_like(self.eps[0], dtype=torch.long)),
             "grad_evals": self.grad_evals,
             "target_accept": self.warmup.target,
         }

@@ -133,7 +133,8 @@ def warmup_schedule(num_warmup: int, adapt_mass: bool = True) -> WarmupSchedule:
 def update_tensors(accept_prob, diverging, *rest, adapt_step: bool, chees: bool):
     """The tensor work of one :meth:`Warmup.update`, as one function (the compiled path compiles it whole).
 
-    ``rest`` is ``(q_prev, q_prop, p_prop, traj_len, metric)`` with ``chees``, then ``(g_avg, x_avg,
+    ``rest`` is ``(q_prev, q_prop, p_prop, step_size, n_steps, metric)`` with ``chees`` (each chain's
+    trajectory length is ``step_size * n_steps``, ``n_steps`` a long tensor ``[]`` or ``[R, C]``), then ``(g_avg, x_avg,
     prox_center, weights, target)`` with ``adapt_step``: one dual-averaging step
     (:func:`~pyro_ebm.mcmc.adaptation.dual_averaging_update` on ``target - accept_prob``) and the ChEES
     terms (:func:`~pyro_ebm.mcmc.adaptation.chees_terms`). Returns ``(g_avg, x_t, x_avg, exp(x_t),
@@ -143,8 +144,9 @@ def update_tensors(accept_prob, diverging, *rest, adapt_step: bool, chees: bool)
     """
     parts, out = [], ()
     if chees:
-        q_prev, q_prop, p_prop, traj_len, metric = rest[:5]
-        rest = rest[5:]
+        q_prev, q_prop, p_prop, step_size, n_steps, metric = rest[:6]
+        traj_len = step_size * n_steps.to(step_size.dtype)
+        rest = rest[6:]
     if adapt_step:
         g_avg, x_avg, prox, weights, target = rest
         out = dual_averaging_update(g_avg, x_avg, prox, target - accept_prob, weights[0], weights[1], weights[2])
@@ -221,15 +223,16 @@ class Warmup:
         return None if self.chees is None else self.chees.log_T
 
     # -- the update --------------------------------------------------------------------------------
-    def update(self, i: int, q_prev: torch.Tensor, q: torch.Tensor, info, traj_len) -> bool:
+    def update(self, i: int, q_prev: torch.Tensor, q: torch.Tensor, info, step_size, n_steps) -> bool:
         """Adapt after warmup iteration ``i``: ``q_prev`` and ``q`` are the states before and after the
-        transition ``[R, C, D]``, ``info`` its :class:`~pyro_ebm.mcmc.hmc.HMCInfo` and ``traj_len``
-        ``[R, C]`` (or ``None``) each chain's trajectory length. Returns ``True`` when a mass-matrix window
-        closed (the caller then searches a step size for the new metric)."""
+        transition ``[R, C, D]``, ``info`` its :class:`~pyro_ebm.mcmc.hmc.HMCInfo`, ``step_size`` ``[R, C]``
+        the step sizes it used and ``n_steps`` its number of leapfrog steps (a long tensor ``[]`` or
+        ``[R, C]``; ``None`` when the trajectory length is not adapted). Returns ``True`` when a mass-matrix
+        window closed (the caller then searches a step size for the new metric)."""
         with_chees = self.chees is not None
         args = (info.accept_prob, info.diverging)
         if with_chees:
-            args += (q_prev, info.q_prop, info.p_prop, traj_len, self.metric)
+            args += (q_prev, info.q_prop, info.p_prop, step_size, n_steps, self.metric)
         if self.adapt_step:
             args += (*self.da.averages(), self.da.prox_center, self._da_weights[self.da.t], self._target_t)
         fn = functools.partial(update_tensors, adapt_step=self.adapt_step, chees=with_chees)
