@@ -11,7 +11,7 @@ generator in the same order, so a seed gives the same draws compiled or not (to 
 Why not ``torch.compile`` of the whole transition: the number of leapfrog steps changes every iteration
 (jittered trajectory lengths), so one graph per count would be compiled; and on a CPU a
 ``torch.compile``'d call costs ~40 us of guard and wrapper work, more than a compiled 256-chain gradient
-of a small energy. The pieces here are called directly (~15-20 us) and compiled once per shape.
+of a small energy. The pieces here are called directly (~8-20 us) and compiled once per shape.
 
 Compiled pieces are cached per energy (weakly: they go with it) and per input shapes, so persistent
 chains in training and repeated :func:`~pyro_ebm.mcmc.sample` calls compile once. Tensors the energy
