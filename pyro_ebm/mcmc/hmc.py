@@ -136,7 +136,8 @@ class Noise:
         if self.i == self.n:
             self.n = max(1, min(self.block, self.left))
             self.left -= self.n
-            self.xi, self.u = draw_noise(self.generator, self.q, self.n)
+            xi, u = draw_noise(self.generator, self.q, self.n)
+            self.xi, self.u = xi.unbind(0), u.unbind(0)  # all views at once, not two indexings a transition
             self.i = 0
         i = self.i
         self.i += 1
