@@ -50,8 +50,9 @@ def _run(F, compile, seed=0, chains=16, **kw):
         return sample(F, init, num_warmup=30, num_samples=20, seed=seed, progress=False, compile=compile, **kw)
 
 
-def test_compiled_gives_the_eager_draws_to_float_tolerance():
-    eager, comp = _run(_net_energy, False), _run(_net_energy, True)
+@pytest.mark.parametrize("kernel", ["hmc", "mala"])
+def test_compiled_gives_the_eager_draws_to_float_tolerance(kernel):
+    eager, comp = _run(_net_energy, False, kernel=kernel), _run(_net_energy, True, kernel=kernel)
     assert torch.allclose(comp.draws, eager.draws, atol=1e-4), (comp.draws - eager.draws).abs().max()
     assert torch.equal(comp.stats["n_steps"], eager.stats["n_steps"])
     assert comp.info["grad_evals"] == eager.info["grad_evals"]
