@@ -134,8 +134,8 @@ def update_tensors(accept_prob, diverging, *rest, adapt_step: bool, chees: bool)
     """The tensor work of one :meth:`Warmup.update`, as one function (the compiled path compiles it whole).
 
     ``rest`` is ``(q_prev, q_prop, p_prop, step_size, n_steps, metric)`` with ``chees`` (each chain's
-    trajectory length is ``step_size * n_steps``, ``n_steps`` a long tensor ``[]`` or ``[R, C]``), then ``(g_avg, x_avg,
-    prox_center, weights, target)`` with ``adapt_step``: one dual-averaging step
+    trajectory length is ``step_size * n_steps``, ``n_steps`` a long tensor ``[R, C]``), then ``(g_avg,
+    x_avg, prox_center, weights, target)`` with ``adapt_step``: one dual-averaging step
     (:func:`~pyro_ebm.mcmc.adaptation.dual_averaging_update` on ``target - accept_prob``) and the ChEES
     terms (:func:`~pyro_ebm.mcmc.adaptation.chees_terms`). Returns ``(g_avg, x_t, x_avg, exp(x_t),
     summary)`` (``(summary,)`` without ``adapt_step``), ``summary`` one tensor read back at once: the median of
@@ -226,8 +226,8 @@ class Warmup:
     def update(self, i: int, q_prev: torch.Tensor, q: torch.Tensor, info, step_size, n_steps) -> bool:
         """Adapt after warmup iteration ``i``: ``q_prev`` and ``q`` are the states before and after the
         transition ``[R, C, D]``, ``info`` its :class:`~pyro_ebm.mcmc.hmc.HMCInfo`, ``step_size`` ``[R, C]``
-        the step sizes it used and ``n_steps`` its number of leapfrog steps (a long tensor ``[]`` or
-        ``[R, C]``; ``None`` when the trajectory length is not adapted). Returns ``True`` when a mass-matrix
+        the step sizes it used and ``n_steps`` its numbers of leapfrog steps (a long tensor ``[R, C]``;
+        ``None`` when the trajectory length is not adapted). Returns ``True`` when a mass-matrix
         window closed (the caller then searches a step size for the new metric)."""
         with_chees = self.chees is not None
         args = (info.accept_prob, info.diverging)
