@@ -178,7 +178,6 @@ class HMCKernel:
 
     def transition(self, i):
         L, L_max = self._num_steps(i)
-        self.L = L
         self.q_prev = self.state.q
         self.state, info = hmc.step(self.state, self.pot, self.eps, L, self.beta_rc, self.inv_mass, self.noise,
                                     max_delta_energy=self.max_dE, ops=self.ops)
