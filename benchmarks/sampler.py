@@ -15,8 +15,10 @@ Inductor cache unless ``--warm-cache``), for BlackJAX (``jax.jit`` of ChEES warm
 
 Also reported: the in-loop cost of one batched energy + gradient (eager: this library's
 ``value_and_grad``; compiled: one compiled leapfrog step; BlackJAX: a jitted loop of gradients) and the
-overhead = wall time / (batched gradients x that cost). Both sides run on one thread by default
-(``--threads``: torch's intra-op threads and XLA's).
+overhead = wall time / (batched gradients x that cost), and the cores each sampler used (process CPU time
+/ wall time). ``--threads N`` (default 1) confines the whole process to N cores (its CPU affinity) and sets
+torch's intra-op threads to N: XLA's flags alone do not keep it on one thread (with them it still used
+~1.7 cores for the 64-d MLP's gradient on a 2-core machine).
 
 Run: ``python benchmarks/sampler.py [--only NAME] [--skip-pyro] [--skip-numpyro] [--skip-blackjax]
 [--skip-compiled]``.
@@ -137,11 +139,12 @@ def run_ours(name, F, D, beta, chains, warmup, draws, seeds=3, compile=False):
     try:
         for seed in range(seeds):
             in_grad[0] = 0.0
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             s = sample(F, init, warmup, draws, beta=beta, seed=seed, progress=False, compile=compile)
             wall = time.perf_counter() - t0
+            cores = (time.process_time() - c0) / wall
             ess = min_ess(s.draws.numpy())
-            runs.append(dict(seed=seed, s=s, wall=wall, ess=ess, ess_s=ess / wall,
+            runs.append(dict(seed=seed, s=s, wall=wall, cores=cores, ess=ess, ess_s=ess / wall,
                              overhead_in_run=wall / in_grad[0] if in_grad[0] else float("nan"),
                              div=int(s.info["num_divergent"].sum()), eps=float(s.info["step_size"].median()),
                              T=float(s.info["trajectory_length"][0]), grads=s.info["grad_evals"],
@@ -205,12 +208,13 @@ def run_blackjax(name, chains, warmup, draws, seeds=3):
     init = jnp.asarray(init_for(name, D, chains, 0).numpy())
     runs = []
     for seed in range(seeds):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         pos, div = fn(jax.random.PRNGKey(seed), init)
         pos = np.asarray(pos)
         wall = time.perf_counter() - t0
+        cores = (time.process_time() - c0) / wall
         ess = min_ess(pos)
-        runs.append(dict(seed=seed, wall=wall, ess=ess, ess_s=ess / wall, div=int(div)))
+        runs.append(dict(seed=seed, wall=wall, cores=cores, ess=ess, ess_s=ess / wall, div=int(div)))
     # the in-loop cost of one batched gradient: a compiled loop of 1000 of them, minus one of 10
     n_big, n_small = 1000, 10
     grad_loop(init, n_big).block_until_ready()
@@ -306,13 +310,15 @@ def main():
                          "is the steady state")
     ap.add_argument("--only", default=None, help="run one energy: gauss50, double_well, mlp2d or mlp64")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads and, at 1, XLA's (1 avoids stalls on small tensors on a busy machine; "
-                         "at more than 1 XLA keeps its own default pool)")
+                    help="cores for the whole process (its CPU affinity) and torch's intra-op threads; at 1 XLA is "
+                         "also told to use one thread")
     args = ap.parse_args()
     import os
     import tempfile
 
-    if args.threads == 1:  # both sides on one thread; read when jax is first imported
+    if hasattr(os, "sched_setaffinity"):  # before jax starts its threads, which inherit it
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads])
+    if args.threads == 1:  # read when jax is first imported
         flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
 
@@ -332,7 +338,8 @@ def main():
     have_numpyro = available("numpyro", args.skip_numpyro)
     have_blackjax = available("blackjax", args.skip_blackjax) and available("optax", False)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores (load average {load:.1f}), "
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {cores} used (load average {load:.1f}), "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print(f"{args.chains} chains (pyro_ebm, BlackJAX, NumPyro), {args.pyro_chains} chains (Pyro NUTS, sequential), "
           f"{args.warmup} warmup + {args.draws} draws; {args.seeds} calls per sampler")
@@ -350,7 +357,7 @@ def main():
                   f"mean leapfrog steps {st['steps']:.1f}, {st['grads']} batched gradients x {o['t_grad'] * 1e6:.0f} us, "
                   f"overhead {st['overhead']:.2f} (in-run {st['overhead_in_run']:.2f}); step size {st['eps']:.3f}, "
                   f"trajectory length {st['T']:.2f}; divergent transitions per call "
-                  f"{', '.join(str(r['div']) for r in o['runs'])} of {args.chains * args.draws}")
+                  f"{', '.join(str(r['div']) for r in o['runs'])} of {args.chains * args.draws}; {st['cores']:.2f} cores used")
         if not args.skip_pyro:
             py = row["pyro"] = run_pyro(name, F, D, beta, args.pyro_chains, args.warmup, args.draws)
             print(f"[{name}] Pyro NUTS ({args.pyro_chains} chains): ESS {py['ess']:.0f} in {py['wall']:.1f}s "
@@ -360,7 +367,7 @@ def main():
             print(f"[{name}] BlackJAX ChEES: ESS {bj['steady']['ess']:.0f} in {bj['steady']['wall']:.2f}s -> "
                   f"{bj['steady']['ess_s']:.0f} ESS/s compiled (first call {bj['first']['wall']:.2f}s -> "
                   f"{bj['first']['ess_s']:.0f} ESS/s); in-loop gradient {bj['t_grad'] * 1e6:.1f} us; divergent "
-                  f"transitions per call {', '.join(str(r['div']) for r in bj['runs'])}")
+                  f"transitions per call {', '.join(str(r['div']) for r in bj['runs'])}; {bj['steady']['cores']:.2f} cores used")
         if have_numpyro:
             npy = row["numpyro"] = run_numpyro(name, args.chains, args.warmup, args.draws)
             print(f"[{name}] NumPyro vectorised NUTS: ESS {npy['ess']:.0f} in {npy['wall']:.2f}s incl. JIT "
@@ -387,16 +394,18 @@ def main():
               f"{cell(b)} | {npy} | {pyro} | {ratio(es(c, 'steady'), es(b, 'steady'))} | "
               f"{ratio(es(c, 'first'), es(b, 'first'))} | {ratio(es(e, 'first'), es(b, 'first'))} |")
     print("\nIn-loop cost of one batched energy + gradient (us) and overhead = wall / (gradients x that cost); "
-          "divergent transitions (later calls, median run)")
+          "divergent transitions and cores used (process CPU time / wall time) in the later calls' median run")
     print("| energy | eager gradient | compiled leapfrog step | BlackJAX gradient | eager overhead | "
-          "compiled overhead | divergent (eager / compiled / BlackJAX) |")
-    print("|---|---|---|---|---|---|---|")
+          "compiled overhead | divergent (eager / compiled / BlackJAX) | cores used (eager / compiled / BlackJAX) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         e, c, b = r.get("eager"), r.get("compiled"), r.get("blackjax")
         us = lambda d: f"{d['t_grad'] * 1e6:.1f}" if d else "-"  # noqa: E731
         ov = lambda d: f"{d['steady']['overhead']:.2f}" if d else "-"  # noqa: E731
         dv = lambda d: str(d["steady"]["div"]) if d else "-"  # noqa: E731
-        print(f"| {r['name']} | {us(e)} | {us(c)} | {us(b)} | {ov(e)} | {ov(c)} | {dv(e)} / {dv(c)} / {dv(b)} |")
+        cu = lambda d: f"{d['steady']['cores']:.2f}" if d else "-"  # noqa: E731
+        print(f"| {r['name']} | {us(e)} | {us(c)} | {us(b)} | {ov(e)} | {ov(c)} | {dv(e)} / {dv(c)} / {dv(b)} | "
+              f"{cu(e)} / {cu(c)} / {cu(b)} |")
 
 
 if __name__ == "__main__":
