@@ -207,6 +207,11 @@ class Warmup:
         #: dual averaging's weights by step count (an input of the compiled update, not a constant)
         self._da_weights = self.da.weight_table(schedule.num_warmup + 1, step_size.dtype, step_size.device)
         self.chees = None if trajectory_length is None else chees_init(trajectory_length)
+        #: until the first metric is estimated, the trajectory length may shrink but not grow past where it
+        #: started. With the identity metric on a badly scaled target, ChEES drives it towards the longest
+        #: scale at a step size set by the shortest (an ill-conditioned Gaussian: ~50 leapfrog steps per
+        #: transition, half the run's gradients), and the first metric changes its units and restarts it.
+        self._log_T0 = None if self.chees is None else self.chees.log_T
         self._window_ends = {end for _, end in schedule.windows}
         self._in_window = {i for start, end in schedule.windows for i in range(start, end)}
 
@@ -255,8 +260,10 @@ class Warmup:
             self.step_size = step_size
         if with_chees:
             grads = chees_gradient_from_terms(terms, CHEES_COST)
-            self.chees = chees_update(self.chees, grads, lr=self.chees_lr,
-                                      max_log_T=[m + self._log_max_steps for m in self.log_median_step])
+            cap = [m + self._log_max_steps for m in self.log_median_step]
+            if self.schedule.windows and not self._restarted_chees:  # no metric yet: see __init__
+                cap = [min(c, t0) for c, t0 in zip(cap, self._log_T0)]
+            self.chees = chees_update(self.chees, grads, lr=self.chees_lr, max_log_T=cap)
         if i >= self._final_half:
             self._final_accept.append(mean_accept)
         if i in self._in_window:
