@@ -15,8 +15,10 @@ Inductor cache unless ``--warm-cache``), for BlackJAX (``jax.jit`` of ChEES warm
 
 Also reported: the in-loop cost of one batched energy + gradient (eager: this library's
 ``value_and_grad``; compiled: one compiled leapfrog step; BlackJAX: a jitted loop of gradients) and the
-overhead = wall time / (batched gradients x that cost), and the cores each sampler used (process CPU time
-/ wall time). ``--threads N`` (default 1) confines the whole process to N cores (its CPU affinity) and sets
+overhead = wall time / (batched gradients x that cost); ESS per batched gradient, which separates how well
+a sampler tunes itself from what each gradient costs (BlackJAX's count: the longest of the vmapped chains'
+trajectories at each warmup and sampling iteration); and the cores each sampler used (process CPU time /
+wall time). ``--threads N`` (default 1) confines the whole process to N cores (its CPU affinity) and sets
 torch's intra-op threads to N: XLA's flags alone do not keep it on one thread (with them it still used
 ~1.7 cores for the 64-d MLP's gradient on a 2-core machine).
 
@@ -183,15 +185,17 @@ def make_blackjax(name, chains, warmup, draws):
     def run(key, init):
         k1, k2 = jax.random.split(key)
         adapt = blackjax.chees_adaptation(logdensity, chains, mass_matrix_estimation="diagonal")
-        (states, params), _ = adapt.run(k1, init, 0.1, optax.adam(0.025), warmup)
+        (states, params), adapt_info = adapt.run(k1, init, 0.1, optax.adam(0.025), warmup)
         step = blackjax.dynamic_hmc(logdensity, **params).step
 
         def one(st, k):
             st, info = jax.vmap(step)(jax.random.split(k, chains), st)
-            return st, (st.position, info.is_divergent)
+            return st, (st.position, info.is_divergent, info.num_integration_steps)
 
-        _, (pos, div) = jax.lax.scan(one, states, jax.random.split(k2, draws))
-        return jnp.swapaxes(pos, 0, 1), div.sum()
+        _, (pos, div, n) = jax.lax.scan(one, states, jax.random.split(k2, draws))
+        # batched gradients: the vmapped chains step together until the longest trajectory ends
+        grads = adapt_info.info.num_integration_steps.max(axis=1).sum() + n.max(axis=1).sum()
+        return jnp.swapaxes(pos, 0, 1), div.sum(), grads
 
     def grad_loop(y, n):
         g = jax.vmap(jax.grad(lambda z: beta * F(z)))
@@ -209,21 +213,23 @@ def run_blackjax(name, chains, warmup, draws, seeds=3):
     runs = []
     for seed in range(seeds):
         t0, c0 = time.perf_counter(), time.process_time()
-        pos, div = fn(jax.random.PRNGKey(seed), init)
+        pos, div, grads = fn(jax.random.PRNGKey(seed), init)
         pos = np.asarray(pos)
         wall = time.perf_counter() - t0
         cores = (time.process_time() - c0) / wall
         ess = min_ess(pos)
-        runs.append(dict(seed=seed, wall=wall, cores=cores, ess=ess, ess_s=ess / wall, div=int(div)))
+        runs.append(dict(seed=seed, wall=wall, cores=cores, ess=ess, ess_s=ess / wall, div=int(div), grads=int(grads)))
     # the in-loop cost of one batched gradient: a compiled loop of 1000 of them, minus one of 10
     n_big, n_small = 1000, 10
     grad_loop(init, n_big).block_until_ready()
     grad_loop(init, n_small).block_until_ready()
     t_big = grad_time(lambda: grad_loop(init, n_big).block_until_ready(), blocks=5, per_block=1)
     t_small = grad_time(lambda: grad_loop(init, n_small).block_until_ready(), blocks=5, per_block=1)
+    t_grad = (t_big - t_small) / (n_big - n_small)
+    for r in runs:
+        r["overhead"] = r["wall"] / (r["grads"] * t_grad)
     first, later = runs[0], sorted(runs[1:], key=lambda r: r["ess_s"])
-    return dict(first=first, steady=later[len(later) // 2] if later else first, runs=runs,
-                t_grad=(t_big - t_small) / (n_big - n_small))
+    return dict(first=first, steady=later[len(later) // 2] if later else first, runs=runs, t_grad=t_grad)
 
 
 def run_pyro(name, F, D, beta, chains, warmup, draws):
@@ -366,7 +372,8 @@ def main():
             bj = row["blackjax"] = run_blackjax(name, args.chains, args.warmup, args.draws, args.seeds)
             print(f"[{name}] BlackJAX ChEES: ESS {bj['steady']['ess']:.0f} in {bj['steady']['wall']:.2f}s -> "
                   f"{bj['steady']['ess_s']:.0f} ESS/s compiled (first call {bj['first']['wall']:.2f}s -> "
-                  f"{bj['first']['ess_s']:.0f} ESS/s); in-loop gradient {bj['t_grad'] * 1e6:.1f} us; divergent "
+                  f"{bj['first']['ess_s']:.0f} ESS/s); {bj['steady']['grads']} batched gradients x {bj['t_grad'] * 1e6:.1f} us, "
+                  f"overhead {bj['steady']['overhead']:.2f}; divergent "
                   f"transitions per call {', '.join(str(r['div']) for r in bj['runs'])}; {bj['steady']['cores']:.2f} cores used")
         if have_numpyro:
             npy = row["numpyro"] = run_numpyro(name, args.chains, args.warmup, args.draws)
@@ -395,8 +402,9 @@ def main():
               f"{ratio(es(c, 'first'), es(b, 'first'))} | {ratio(es(e, 'first'), es(b, 'first'))} |")
     print("\nIn-loop cost of one batched energy + gradient (us) and overhead = wall / (gradients x that cost); "
           "divergent transitions and cores used (process CPU time / wall time) in the later calls' median run")
-    print("| energy | eager gradient | compiled leapfrog step | BlackJAX gradient | eager overhead | "
-          "compiled overhead | divergent (eager / compiled / BlackJAX) | cores used (eager / compiled / BlackJAX) |")
+    print("| energy | eager gradient | compiled leapfrog step | BlackJAX gradient | overhead (eager / compiled / "
+          "BlackJAX) | ESS per batched gradient (eager / compiled / BlackJAX) | divergent (eager / compiled / BlackJAX) | "
+          "cores used (eager / compiled / BlackJAX) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         e, c, b = r.get("eager"), r.get("compiled"), r.get("blackjax")
@@ -404,8 +412,9 @@ def main():
         ov = lambda d: f"{d['steady']['overhead']:.2f}" if d else "-"  # noqa: E731
         dv = lambda d: str(d["steady"]["div"]) if d else "-"  # noqa: E731
         cu = lambda d: f"{d['steady']['cores']:.2f}" if d else "-"  # noqa: E731
-        print(f"| {r['name']} | {us(e)} | {us(c)} | {us(b)} | {ov(e)} | {ov(c)} | {dv(e)} / {dv(c)} / {dv(b)} | "
-              f"{cu(e)} / {cu(c)} / {cu(b)} |")
+        pg = lambda d: f"{d['steady']['ess'] / d['steady']['grads']:.3g}" if d else "-"  # noqa: E731
+        print(f"| {r['name']} | {us(e)} | {us(c)} | {us(b)} | {ov(e)} / {ov(c)} / {ov(b)} | {pg(e)} / {pg(c)} / {pg(b)} | "
+              f"{dv(e)} / {dv(c)} / {dv(b)} | {cu(e)} / {cu(c)} / {cu(b)} |")
 
 
 if __name__ == "__main__":
