@@ -86,10 +86,21 @@ def test_hmc_ill_conditioned_diagonal_gaussian():
     assert int(s.stats["diverging"].sum()) == 0
     acc = float(s.stats["acceptance_rate"].mean())
     assert 0.7 < acc < 0.97
-    # before the first metric the trajectory length may not grow past its start: left free, it grew
-    # towards the longest scale at the shortest scale's step size (108-189 leapfrog steps a transition,
-    # 4,200-4,900 gradients for this run, against ~1,100-1,200 now)
-    assert s.info["grad_evals"] < 2000, s.info["grad_evals"]
+    # before the first metric the trajectory length may grow at most 4-fold: left free, it grew towards
+    # the longest scale at the shortest scale's step size (108-189 leapfrog steps a transition, 4,200-4,900
+    # gradients for this run, against 1,700-1,900 now)
+    assert s.info["grad_evals"] < 2500, s.info["grad_evals"]
+
+
+def test_chains_started_at_zero_reach_the_long_scales_in_a_short_warmup():
+    # what the 4-fold growth of the pre-metric trajectory length is kept for: from zeros, chains must travel
+    # out to scale 10 before the first window estimates the metric. With no growth allowed the longest
+    # scales' variance came out at 0.69 of the truth after 100 warmup iterations; 0.96-0.97 with it.
+    scales = torch.logspace(-1, 1, 50)
+    F = lambda y: 0.5 * ((y / scales) ** 2).sum(-1)
+    s = sample(F, torch.zeros(128, 50), 100, 300, seed=0, progress=False)
+    ratio = s.draws.double().var((0, 1)) / scales.double() ** 2
+    assert ((ratio > 0.85) & (ratio < 1.15)).all(), ratio
 
 
 def test_hmc_correlated_gaussian_covariance():
