@@ -112,6 +112,15 @@ def grad_time(fn, blocks=40, per_block=25):
     return float(np.median(times))
 
 
+def summarise(runs, t_grad):
+    """A sampler's calls: each run's overhead (wall time / (batched gradients x ``t_grad``)), the first
+    call, and the steady state (the later call with the median ESS/s)."""
+    for r in runs:
+        r["overhead"] = r["wall"] / (r["grads"] * t_grad)
+    first, later = runs[0], sorted(runs[1:], key=lambda r: r["ess_s"])
+    return dict(first=first, steady=later[len(later) // 2] if later else first, runs=runs, t_grad=t_grad)
+
+
 def run_ours(name, F, D, beta, chains, warmup, draws, seeds=3, compile=False):
     """This library's sampler, called ``seeds`` times (seeds 0, 1, ...) with the same shapes in one process.
 
@@ -164,11 +173,7 @@ def run_ours(name, F, D, beta, chains, warmup, draws, seeds=3, compile=False):
         t_grad = grad_time(lambda: ops.steps(q, p, drift, step, step, 1))  # one compiled leapfrog step
     else:
         t_grad = grad_time(lambda: pot.value_and_grad(q))
-    for r in runs:
-        r["overhead"] = r["wall"] / (r["grads"] * t_grad)
-    first, later = runs[0], sorted(runs[1:], key=lambda r: r["ess_s"])
-    steady = later[len(later) // 2] if later else first
-    return dict(first=first, steady=steady, runs=runs, t_grad=t_grad)
+    return summarise(runs, t_grad)
 
 
 def make_blackjax(name, chains, warmup, draws):
@@ -225,11 +230,7 @@ def run_blackjax(name, chains, warmup, draws, seeds=3):
     grad_loop(init, n_small).block_until_ready()
     t_big = grad_time(lambda: grad_loop(init, n_big).block_until_ready(), blocks=5, per_block=1)
     t_small = grad_time(lambda: grad_loop(init, n_small).block_until_ready(), blocks=5, per_block=1)
-    t_grad = (t_big - t_small) / (n_big - n_small)
-    for r in runs:
-        r["overhead"] = r["wall"] / (r["grads"] * t_grad)
-    first, later = runs[0], sorted(runs[1:], key=lambda r: r["ess_s"])
-    return dict(first=first, steady=later[len(later) // 2] if later else first, runs=runs, t_grad=t_grad)
+    return summarise(runs, (t_big - t_small) / (n_big - n_small))
 
 
 def run_pyro(name, F, D, beta, chains, warmup, draws):
