@@ -19,9 +19,15 @@ __all__ = [
     "multimodal_regression",
     "eight_gaussians",
     "eight_gaussians_log_prob",
+    "uneven_gaussians",
+    "uneven_gaussians_log_prob",
     "two_moons",
+    "two_moons_log_prob",
     "rings",
+    "rings_log_prob",
     "checkerboard",
+    "checkerboard_log_prob",
+    "TOY_2D",
 ]
 
 Seed = Union[int, torch.Generator, None]
@@ -99,8 +105,7 @@ def eight_gaussians(n: int, radius: float = 2.0, std: float = 0.2, seed: Seed = 
 
 def eight_gaussians_log_prob(y: torch.Tensor, radius: float = 2.0, std: float = 0.2) -> torch.Tensor:
     """Exact log density of :func:`eight_gaussians`; shape ``batch + (2,)`` -> ``batch``."""
-    if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.dim() < 1 or y.shape[-1] != 2:
-        raise TypeError(f"y must be a floating-point tensor of shape [..., 2], got {_describe(y)}")
+    _check_y2(y)
     radius = check_real(radius, "radius", minimum=0)
     std = check_real(std, "std", minimum=0, strict=True)
     angle = torch.arange(8, dtype=y.dtype, device=y.device) * (2 * math.pi / 8)
@@ -108,6 +113,44 @@ def eight_gaussians_log_prob(y: torch.Tensor, radius: float = 2.0, std: float = 
     d2 = ((y.unsqueeze(-2) - centers) ** 2).sum(-1)
     log_comp = -0.5 * d2 / std**2 - math.log(2 * math.pi * std**2)
     return torch.logsumexp(log_comp, -1) - math.log(8)
+
+
+def _check_y2(y) -> None:
+    if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.dim() < 1 or y.shape[-1] != 2:
+        raise TypeError(f"y must be a floating-point tensor of shape [..., 2], got {_describe(y)}")
+
+
+#: the uneven mixture: weights, means and standard deviations of its four components
+UNEVEN = (
+    (0.45, 0.30, 0.15, 0.10),
+    ((-1.5, -1.0), (1.5, -1.0), (0.0, 1.5), (1.6, 1.6)),
+    (0.45, 0.25, 0.15, 0.10),
+)
+
+
+def uneven_gaussians(n: int, seed: Seed = 0) -> torch.Tensor:
+    """A mixture of 4 isotropic Gaussians with unequal weights (0.45 to 0.10) and widths (sd 0.45 to 0.10),
+    shape ``[n, 2]``: the hard case for negatives, whose share of each mode must follow its weight.
+
+    Example::
+
+        >>> uneven_gaussians(3, seed=0).shape
+        torch.Size([3, 2])
+    """
+    n = check_positive_int(n, "n")
+    g = _gen(seed)
+    w, mu, sd = (torch.tensor(t) for t in UNEVEN)
+    k = torch.multinomial(w, n, replacement=True, generator=g)
+    return mu[k] + sd[k, None] * torch.randn(n, 2, generator=g)
+
+
+def uneven_gaussians_log_prob(y: torch.Tensor) -> torch.Tensor:
+    """Exact log density of :func:`uneven_gaussians`; shape ``batch + (2,)`` -> ``batch``."""
+    _check_y2(y)
+    w, mu, sd = (torch.tensor(t, dtype=y.dtype, device=y.device) for t in UNEVEN)
+    d2 = ((y.unsqueeze(-2) - mu) ** 2).sum(-1)
+    log_comp = -0.5 * d2 / sd**2 - torch.log(2 * math.pi * sd**2) + w.log()
+    return torch.logsumexp(log_comp, -1)
 
 
 def two_moons(n: int, noise: float = 0.1, seed: Seed = 0) -> torch.Tensor:
@@ -120,6 +163,24 @@ def two_moons(n: int, noise: float = 0.1, seed: Seed = 0) -> torch.Tensor:
     x = torch.where(upper, t.cos(), 1 - t.cos())
     y = torch.where(upper, t.sin(), 0.5 - t.sin())
     return torch.stack([x - 0.5, y - 0.25], -1) * 1.5 + noise * torch.randn(n, 2, generator=g)
+
+
+def two_moons_log_prob(y: torch.Tensor, noise: float = 0.1, num_points: int = 4096) -> torch.Tensor:
+    r"""Log density of :func:`two_moons` by the midpoint rule over each moon's angle (``num_points`` nodes a
+    moon: the spacing along the curve, ``1.5 pi / num_points``, is a fraction of ``noise``, so the error
+    is far below 1e-6 nats for the default noise); shape ``batch + (2,)`` -> ``batch``.
+    """
+    _check_y2(y)
+    noise = check_real(noise, "noise", minimum=0, strict=True)
+    num_points = check_positive_int(num_points, "num_points")
+    t = (torch.arange(num_points, dtype=y.dtype, device=y.device) + 0.5) * (math.pi / num_points)
+    upper = torch.stack([t.cos() - 0.5, t.sin() - 0.25], -1) * 1.5
+    lower = torch.stack([0.5 - t.cos(), 0.25 - t.sin()], -1) * 1.5
+    curve = torch.cat([upper, lower])  # [2 num_points, 2], each node of weight 1 / (2 num_points)
+    flat = y.reshape(-1, 2)
+    out = torch.cat([torch.logsumexp(-0.5 * torch.cdist(chunk, curve).pow(2) / noise**2, -1)
+                     for chunk in flat.split(1024)]) if flat.shape[0] else flat.new_zeros(0)
+    return (out - math.log(2 * math.pi * noise**2) - math.log(2 * num_points)).reshape(y.shape[:-1])
 
 
 def rings(n: int, radii=(0.8, 1.6, 2.4), noise: float = 0.08, seed: Seed = 0) -> torch.Tensor:
@@ -139,6 +200,22 @@ def rings(n: int, radii=(0.8, 1.6, 2.4), noise: float = 0.08, seed: Seed = 0) ->
     return torch.stack([radius * angle.cos(), radius * angle.sin()], -1)
 
 
+def rings_log_prob(y: torch.Tensor, radii=(0.8, 1.6, 2.4), noise: float = 0.08) -> torch.Tensor:
+    r"""Exact log density of :func:`rings`; shape ``batch + (2,)`` -> ``batch``.
+
+    A point at distance :math:`\rho` comes from ring :math:`k` (weight :math:`w_k \propto r_k`) with a
+    radius :math:`r_k + \sigma\epsilon` of either sign (a negative radius flips the uniform angle), so
+    :math:`p(y) = \sum_k w_k [N(\rho; r_k, \sigma) + N(-\rho; r_k, \sigma)] / (2\pi\rho)`.
+    """
+    _check_y2(y)
+    noise = check_real(noise, "noise", minimum=0, strict=True)
+    r = torch.as_tensor(radii, dtype=y.dtype, device=y.device)
+    rho = y.norm(dim=-1, keepdim=True)
+    log_n = lambda v: -0.5 * ((v - r) / noise) ** 2 - math.log(noise * math.sqrt(2 * math.pi))  # noqa: E731
+    log_mix = torch.logsumexp(torch.logaddexp(log_n(rho), log_n(-rho)) + (r / r.sum()).log(), -1)
+    return log_mix - torch.log(2 * math.pi * rho.squeeze(-1))
+
+
 def checkerboard(n: int, size: float = 4.0, cells: int = 4, seed: Seed = 0) -> torch.Tensor:
     """Uniform density on the dark squares of a ``cells x cells`` checkerboard over ``[-size/2, size/2]^2``."""
     n = check_positive_int(n, "n")
@@ -153,3 +230,26 @@ def checkerboard(n: int, size: float = 4.0, cells: int = 4, seed: Seed = 0) -> t
     u = torch.rand(n, 2, generator=g)
     pts = torch.stack([i.float() + u[:, 0], j.float() + u[:, 1]], -1) * cell
     return pts - size / 2
+
+
+def checkerboard_log_prob(y: torch.Tensor, size: float = 4.0, cells: int = 4) -> torch.Tensor:
+    """Exact log density of :func:`checkerboard`: ``-log(size^2 / 2)`` on the dark squares, ``-inf`` elsewhere;
+    shape ``batch + (2,)`` -> ``batch``."""
+    _check_y2(y)
+    size = check_real(size, "size", minimum=0, strict=True)
+    cells = check_positive_int(cells, "cells", minimum=2)
+    cell = size / cells
+    ij = torch.floor((y + size / 2) / cell)
+    inside = ((ij >= 0) & (ij < cells)).all(-1) & ((ij[..., 0] - ij[..., 1]) % 2 == 0)
+    value = torch.full(y.shape[:-1], -math.log(size * size / 2), dtype=y.dtype, device=y.device)
+    return torch.where(inside, value, torch.full_like(value, -math.inf))
+
+
+#: the embedded 2-D densities by name: ``(sampler(n, seed), log_prob(y))``, each log density exact
+TOY_2D = {
+    "eight_gaussians": (eight_gaussians, eight_gaussians_log_prob),
+    "two_moons": (two_moons, two_moons_log_prob),
+    "rings": (rings, rings_log_prob),
+    "checkerboard": (checkerboard, checkerboard_log_prob),
+    "uneven_gaussians": (uneven_gaussians, uneven_gaussians_log_prob),
+}
