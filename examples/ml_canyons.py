@@ -92,8 +92,11 @@ def train(data, test, around, *, regularized: bool, steps: int, checkpoints, see
 
     run = ml_fit(
         energy, data, sampler="persistent",
+        # the fixed small step and restarts from noise of the classic persistent recipe, without ml_fit's
+        # adapted step size, jumps and learning-rate decay: the canyons are what that recipe does
         sampler_options=dict(buffer_size=1000 if quick else 2000, steps=4, step_size=0.02, n_leapfrog=5,
-                             reinit_prob=0.05, noise=uniform_noise),
+                             reinit_prob=0.05, noise=uniform_noise, target_accept=None, jump=None),
+        lr_schedule=None,
         # probe at the checkpoints (ml_fit runs the probe before `record`, which reads its numbers)
         diagnose_every=checkpoints[0],
         diagnostics_options=dict(num_chains=8, num_draws=30 if quick else 50, warn=False, check=("energy",)),

@@ -364,6 +364,21 @@ def _check_fit_args(energy, data, x, loss, negatives, steps, regularizers, callb
     return energy, steps, regularizers, callbacks
 
 
+def _cosine(s: int, steps: int) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * (s - 1) / steps))
+
+
+def _lr_schedule(value):
+    """``fit``'s ``lr_schedule`` as a callable ``factor(s, steps)`` (or ``None``)."""
+    if value is None:
+        return None
+    if value == "cosine":
+        return _cosine
+    if callable(value) and not isinstance(value, str):
+        return value
+    raise ValueError(f"lr_schedule must be None, 'cosine' or a callable factor(step, steps), got {value!r}")
+
+
 def fit(
     energy: nn.Module,
     data: torch.Tensor,
@@ -383,6 +398,7 @@ def fit(
     resume=None,
     callbacks: Iterable[Callable] = (),
     progress: bool = True,
+    lr_schedule=None,
 ) -> History:
     r"""Train ``energy`` on ``data`` with a contrastive ``loss`` and ``negatives``; returns the :class:`History`.
 
@@ -414,6 +430,13 @@ def fit(
         training (after the checkpoint, if any, is written). A callback with ``state_dict()`` and
         ``load_state_dict()`` is checkpointed and resumed with the rest.
     :param progress: show a tqdm progress bar (on rank 0 only, in a data-parallel run).
+    :param lr_schedule: ``None`` (the optimizer's learning rates throughout), ``"cosine"`` (update ``s``
+        of ``steps`` uses ``lr * (1 + cos(pi (s - 1) / steps)) / 2``: full at the start, towards 0 at the
+        end, which averages out the last updates' noise) or a callable ``factor(s, steps) -> float``
+        multiplying every parameter group's initial learning rate. The factor is a function of the step
+        and of ``steps``, so a run resumed with the same ``steps`` follows the same schedule (one resumed
+        with more steps than it was started with does not: use ``None`` to extend runs); the history
+        records ``lr`` (of the first group).
     :returns: the :class:`History` (of the whole run, including resumed steps).
 
     **Data parallel** (``torch.distributed``, e.g. under ``torchrun``): when a process group with more
@@ -459,6 +482,8 @@ def fit(
         )
     if optimizer is None:
         optimizer = torch.optim.Adam(energy.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = _lr_schedule(lr_schedule)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]  # before a resumed optimizer state loads
     if seed is not None and resume is None:
         torch.manual_seed(seed)
     order = DataOrder(data.shape[0], batch_size, seed=seed, device=data.device)
@@ -522,10 +547,16 @@ def fit(
             scalars = _distributed.average(params, scalars, data.device)
         if not math.isfinite(scalars.pop("_total")):
             raise FloatingPointError(f"the loss is not finite at step {step + 1}: {float(total)}")
+        if schedule is not None:
+            factor = float(schedule(step + 1, steps))
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * factor
         optimizer.step()
         step += 1
 
         record = {"step": step, "loss": scalars.pop("loss"), "energy_pos": scalars.pop("energy_pos")}
+        if schedule is not None:
+            record["lr"] = optimizer.param_groups[0]["lr"]
         if neg is not None:
             record["energy_neg"] = scalars.pop("energy_neg")
             record["gap"] = record["energy_neg"] - record["energy_pos"]

@@ -285,6 +285,16 @@ CASES = {
         C(lambda: D.eight_gaussians_log_prob(torch.zeros(3, 3)), r"\by\b"),
     ],
     "pyro_ebm.datasets.two_moons": _dataset(D.two_moons, noise=-0.1),
+    "pyro_ebm.datasets.uneven_gaussians": [C(lambda: D.uneven_gaussians(0), r"\bn\b"),
+                                           C(lambda: D.uneven_gaussians(5, seed=1.5), "seed")],
+    "pyro_ebm.datasets.uneven_gaussians_log_prob": [C(lambda: D.uneven_gaussians_log_prob(torch.zeros(3, 3)), r"\by\b")],
+    "pyro_ebm.datasets.two_moons_log_prob": [C(lambda: D.two_moons_log_prob(torch.zeros(3, 2), noise=0.0), "noise"),
+                                             C(lambda: D.two_moons_log_prob(torch.zeros(3, 2), num_points=0), "num_points"),
+                                             C(lambda: D.two_moons_log_prob([[0.0, 0.0]]), r"\by\b")],
+    "pyro_ebm.datasets.rings_log_prob": [C(lambda: D.rings_log_prob(torch.zeros(3, 2), noise=NAN), "noise"),
+                                         C(lambda: D.rings_log_prob(torch.zeros(3, 1)), r"\by\b")],
+    "pyro_ebm.datasets.checkerboard_log_prob": [C(lambda: D.checkerboard_log_prob(torch.zeros(3, 2), cells=1), "cells"),
+                                                C(lambda: D.checkerboard_log_prob(torch.zeros(3, 2), size=-1.0), "size")],
     "pyro_ebm.datasets.rings": _dataset(D.rings, noise=NAN, radii=()),
     "pyro_ebm.datasets.checkerboard": _dataset(D.checkerboard, cells=2.5, size=NAN)
     + [C(lambda: D.checkerboard(10, cells=0), "cells")],
@@ -427,6 +437,11 @@ CASES = {
         C(lambda: _m().sample(F2, torch.zeros(4, 2), 5, 5, step_size=INF, progress=False), "step_size"),
     ],
     "pyro_ebm.mcmc.Samples": Exempt("result type, built by sample"),
+    "pyro_ebm.mcmc.DataProposal": [C(lambda: _m().DataProposal(torch.tensor([[0.0, NAN], [1.0, 1.0]])), "data"),
+                                   C(lambda: _m().DataProposal(torch.randn(9, 2), bandwidth=-1.0), "bandwidth")],
+    "pyro_ebm.mcmc.independence_jump": [C(lambda: _m().independence_jump(
+        lambda v: v.sum(-1), torch.zeros(3, 2), torch.zeros(3), _m().DataProposal(torch.randn(9, 2)), "1",
+        torch.Generator()), "beta")],
     "pyro_ebm.mcmc.PersistentChains": [
         C(lambda: _m().PersistentChains(F2, 0, event_shape=(2,)), "buffer_size"),
         C(lambda: _m().PersistentChains(F2, 16, event_shape=(2,), reinit_prob=1.5), "reinit_prob"),
@@ -456,6 +471,15 @@ CASES = {
                            C(lambda: _ml().ml_fit(_Bowl(), torch.zeros(8, 2), sampler=3, steps=1, progress=False),
                              "sampler")],
     "pyro_ebm.ml.MLRun": Exempt("result type, built by ml_fit"),
+    "pyro_ebm.ml.FitCheck": Exempt("result type, built by check_fit"),
+    "pyro_ebm.ml.FitWarning": Exempt("a warning category"),
+    "pyro_ebm.ml.check_fit": [C(lambda: _ml().check_fit(_e2(), torch.zeros(30, 3)), "heldout"),
+                              C(lambda: _ml().check_fit(_e2(), torch.randn(30, 2), alpha=1.5), "alpha")],
+    "pyro_ebm.fit_check.mmd_test": [C(lambda: __import__("pyro_ebm.fit_check").fit_check.mmd_test(
+                                        torch.zeros(5, 2), torch.zeros(5, 3)), r"\by\b|\bx\b"),
+                                    C(lambda: __import__("pyro_ebm.fit_check").fit_check.mmd_test(
+                                        torch.randn(5, 2), torch.randn(5, 2), num_permutations=0),
+                                      "num_permutations")],
     # ------------------------------------------------------------------ negatives (sampler core)
     "pyro_ebm.negatives.Negatives": [C(lambda: _neg().Negatives(seed=1.5), "seed")],
     "pyro_ebm.negatives.negative_energies": [

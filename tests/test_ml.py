@@ -186,7 +186,8 @@ def test_ml_fit_resumes_its_diagnostics_bit_for_bit(data, tmp_path):
     """A run checkpointed at step 10 and resumed to 20 probes exactly as the uninterrupted run: the same
     reports (R-hat, ESS, gap, ...) at every probed step and the same parameters. The callback's random
     state and its reports are in the checkpoint (they used to restart from the seed: other R-hats)."""
-    opts = dict(lr=0.05, batch_size=64, diagnose_every=5, progress=False,
+    # a constant learning rate: a cosine schedule depends on the run's length, which the resume extends
+    opts = dict(lr=0.05, batch_size=64, diagnose_every=5, progress=False, lr_schedule=None,
                 sampler_options={"buffer_size": 256, "step_size": 0.2},
                 diagnostics_options={"num_chains": 4, "num_draws": 30, "warn": False})
     whole = Bowl()

@@ -39,7 +39,7 @@ def _train(sampler, problem, steps):
         data = two_moons(1024, seed=0)
     batch = 128
     run = ml_fit(as_energy(module, event_shape=(2,)), data, sampler=sampler, steps=steps, lr=0.02 if problem == "moons" else 0.05,
-                 batch_size=batch, diagnose_every=None, progress=False)
+                 batch_size=batch, diagnose_every=None, progress=False, lr_schedule=None)
     h = run.history
     acc = torch.as_tensor(h["acceptance_rate"], dtype=torch.float64)
     div = torch.as_tensor(h["diverging"], dtype=torch.float64)

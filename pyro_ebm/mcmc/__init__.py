@@ -14,6 +14,7 @@ from .api import KERNELS, make_generator, sample
 from .warmup import TuningWarning
 from .compiled import CompileWarning
 from .persistent import PersistentChains
+from .proposals import DataProposal, independence_jump
 from .pyro_recording import RecordingHMC, RecordingNUTS, from_pyro_mcmc
 from .samples import STAT_NAMES, Samples
 
@@ -23,6 +24,8 @@ __all__ = [
     "KERNELS",
     "STAT_NAMES",
     "PersistentChains",
+    "DataProposal",
+    "independence_jump",
     "RecordingNUTS",
     "RecordingHMC",
     "from_pyro_mcmc",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -11,6 +12,7 @@ from .._validation import check_beta, check_positive_int
 from ..energy import Energy, as_energy
 from .loop import _positive, make_kernel, run
 from .potential import EnergyPotential
+from .proposals import independence_jump
 
 __all__ = ["PersistentChains"]
 
@@ -19,8 +21,15 @@ class PersistentChains:
     """A buffer of chain states that :meth:`sample` continues and writes back (Du & Mordatch 2019).
 
     Each call draws ``n`` buffer entries at random, replaces each with fresh noise with probability
-    ``reinit_prob``, runs ``steps`` kernel steps on the batch (fixed step size: no adaptation, since the
-    energy changes between calls during training), writes the states back and returns them detached.
+    ``reinit_prob``, runs ``steps`` kernel steps on the batch, optionally makes one independence
+    Metropolis-Hastings ``jump`` (:mod:`pyro_ebm.mcmc.proposals`: moves between modes that the local
+    kernel cannot make), writes the states back and returns them detached.
+
+    Within a call the step size is fixed (the energy changes between calls, so the warmup of
+    :func:`~pyro_ebm.mcmc.sample` does not apply). With ``target_accept`` set (HMC/MALA), the step size
+    follows the energy across calls: after each call ``log step_size += 0.1 (a - target) / max(target,
+    1 - target)`` with ``a`` the call's mean acceptance probability (a Robbins-Monro step with a constant
+    gain, so it keeps tracking a changing energy; the same rule as the step-size part of dual averaging).
 
     :param energy: an :class:`~pyro_ebm.Energy` or a callable ``F(y)`` (then give ``event_shape``).
     :param buffer_size: number of stored states.
@@ -38,6 +47,10 @@ class PersistentChains:
     :param dtype, device: of the buffer when ``init`` is not given.
     :param compile: run the HMC/MALA transition compiled (see :mod:`pyro_ebm.mcmc.compiled`); compiled
         once for the batch shape, then reused by every call.
+    :param target_accept: ``None`` (fixed ``step_size``) or the mean acceptance in ``(0, 1)`` that the step
+        size is adapted to across calls (HMC/MALA only).
+    :param jump: ``None`` or an independence proposal with ``sample(n, generator)`` and ``log_prob(y)``
+        (e.g. :class:`~pyro_ebm.mcmc.proposals.DataProposal`) for one jump per call after the kernel steps.
 
     Example::
 
@@ -69,6 +82,8 @@ class PersistentChains:
         dtype=None,
         device=None,
         compile: bool = False,
+        target_accept: Optional[float] = None,
+        jump=None,
     ):
         self.buffer_size = check_positive_int(buffer_size, "buffer_size")
         if compile is not False and kernel not in ("hmc", "mala"):
@@ -83,6 +98,19 @@ class PersistentChains:
         self.step_size = _positive(step_size, "step_size")
         self.noise_scale = None if noise_scale is None else _positive(noise_scale, "noise_scale", allow_zero=True)
         self.n_leapfrog = check_positive_int(n_leapfrog, "n_leapfrog")
+        if target_accept is not None:
+            if kernel not in ("hmc", "mala"):
+                raise ValueError(f"target_accept needs kernel 'hmc' or 'mala', got kernel={kernel!r}")
+            if isinstance(target_accept, bool) or not isinstance(target_accept, (int, float)) \
+                    or not 0 < target_accept < 1:
+                raise ValueError(f"target_accept must be a number in (0, 1) or None, got {target_accept!r}")
+            target_accept = float(target_accept)
+        self.target_accept = target_accept
+        if jump is not None and not (callable(getattr(jump, "sample", None)) and callable(getattr(jump, "log_prob", None))):
+            raise TypeError(f"jump must be a proposal with sample(n, generator) and log_prob(y), got {type(jump).__name__}")
+        if jump is not None and kernel == "gibbs":
+            raise ValueError("jump is for continuous states; kernel='gibbs' has binary units")
+        self.jump = jump
         # the kernel of sample(), with this buffer's fixed settings (no adaptation: the energy changes
         # between calls during training)
         opts = {
@@ -143,11 +171,35 @@ class PersistentChains:
         y = self.buffer[idx]
         fresh = torch.rand((n,), generator=self.generator, dtype=self.dtype, device=self.device) < self.reinit_prob
         y = torch.where(fresh.reshape((n,) + (1,) * len(self.event_shape)), self.noise(n), y)
-        pot = EnergyPotential(self.energy, self.event_shape, x)
-        q = pot.to_flat(y)
         if not steps:
             self.buffer[idx] = y
             return y.detach().clone()
+        out, stats, accepted = self.transition(y, steps, x)
+        if self.kernel in ("mala", "hmc"):
+            self.last_stats = {"acceptance_rate": float(stats["acceptance_rate"].mean()),
+                               "diverging": int(stats["diverging"].sum())}
+            if self.target_accept is not None:
+                self._adapt(self.last_stats["acceptance_rate"])
+                self.last_stats["step_size"] = self.step_size
+        elif self.kernel == "ula":
+            self.last_stats = {"diverging": int(stats["diverging"].sum())}
+        if accepted is not None:
+            self.last_stats["jump_rate"] = float(accepted.double().mean())
+        self.buffer[idx] = out
+        return out.clone()
+
+    def transition(self, y: torch.Tensor, steps: int, x=None):
+        """Move the states ``y`` ``[n, *event]`` by ``steps`` kernel steps and then, with ``jump``, one jump.
+
+        No buffer is read or written and the step size is not adapted: this is the chains' transition
+        (what :meth:`sample` applies to the entries it draws, and what a probe of the sampler repeats).
+
+        :returns: ``(y_new [n, *event] detached, stats {name: [n, steps]} of the kernel steps, accepted
+            [n] bool of the jump or None)``.
+        """
+        n = y.shape[0]
+        pot = EnergyPotential(self.energy, self.event_shape, x)
+        q = pot.to_flat(y)
         F0 = pot.value(q.unsqueeze(0))[0]
         if not bool(torch.isfinite(F0).all()):
             bad = (~torch.isfinite(F0)).nonzero().flatten()[:10].tolist()
@@ -158,11 +210,25 @@ class PersistentChains:
             )
         betas = torch.full((1,), self.beta, dtype=self.dtype, device=self.device)
         draws, stats, _ = run(self._kernel, pot, q.unsqueeze(0), betas, 0, steps, self.generator)
-        if self.kernel in ("mala", "hmc"):
-            self.last_stats = {"acceptance_rate": float(stats["acceptance_rate"].mean()),
-                               "diverging": int(stats["diverging"].sum())}
-        elif self.kernel == "ula":
-            self.last_stats = {"diverging": int(stats["diverging"].sum())}
         out = pot.unflatten(draws[:, -1]).detach()
-        self.buffer[idx] = out
-        return out.clone()
+        accepted = None
+        if self.jump is not None:
+            def F(v):
+                return self.energy(v) if x is None else self.energy(v, x)
+
+            with torch.no_grad():
+                F_last = F(out)
+            out, F_new, accepted = independence_jump(F, out, F_last.detach(), self.jump, self.beta, self.generator)
+            if "lp" in stats:  # the statistics at the last step follow the jump
+                stats["lp"][:, -1] = (-self.beta * F_new).to(stats["lp"].dtype)
+            if "energy" in stats:  # the Hamiltonian's potential part moves with the jump
+                stats["energy"][:, -1] += (self.beta * (F_new - F_last)).to(stats["energy"].dtype)
+        return out, stats, accepted
+
+    def _adapt(self, acceptance: float) -> None:
+        """One step of the step size towards ``target_accept`` (see the class docstring)."""
+        t = self.target_accept
+        if acceptance != acceptance:  # NaN: every proposal failed; shrink
+            acceptance = 0.0
+        self.step_size = float(self.step_size * math.exp(0.1 * (acceptance - t) / max(t, 1 - t)))
+        self._kernel.step_size = self.step_size

@@ -314,6 +314,13 @@ class PersistentNegatives(Negatives):
     :param seed: int or ``torch.Generator``.
     :param compile: run the HMC/MALA transitions compiled (:mod:`pyro_ebm.mcmc.compiled`): the chains'
         batch has the same shape at every call, so the compile is paid once.
+    :param target_accept: adapt the HMC/MALA step size across calls to this mean acceptance (``None``:
+        fixed ``step_size``); see :class:`~pyro_ebm.mcmc.PersistentChains`.
+    :param jump: an independence proposal for one Metropolis-Hastings jump per call (e.g.
+        :class:`~pyro_ebm.mcmc.proposals.DataProposal`), for moves between modes.
+
+    The adapted step size and the jump acceptance of the last call are in :attr:`diagnostics`
+    (``step_size``, ``jump_rate``); the step size is saved by :meth:`state_dict`.
 
     Conditioning ``x``, when given, is that of the examples the drawn entries are paired with.
 
@@ -344,6 +351,8 @@ class PersistentNegatives(Negatives):
         beta: float = 1.0,
         seed: Seed = None,
         compile: bool = False,
+        target_accept: Optional[float] = None,
+        jump=None,
     ):
         super().__init__(seed)
         self.buffer_size = check_positive_int(buffer_size, "buffer_size")
@@ -366,8 +375,18 @@ class PersistentNegatives(Negatives):
         self.noise = noise
         self.n_leapfrog = check_positive_int(n_leapfrog, "n_leapfrog")
         self.beta = check_beta(beta)
+        if target_accept is not None and (isinstance(target_accept, bool) or not isinstance(target_accept, numbers.Real)
+                                          or not 0 < target_accept < 1):
+            raise ValueError(f"target_accept must be a number in (0, 1) or None, got {target_accept!r}")
+        if target_accept is not None and kernel not in ("hmc", "mala"):
+            raise ValueError(f"target_accept needs kernel 'hmc' or 'mala', got kernel={kernel!r}")
+        self.target_accept = target_accept
+        if jump is not None and not (callable(getattr(jump, "sample", None)) and callable(getattr(jump, "log_prob", None))):
+            raise TypeError(f"jump must be a proposal with sample(n, generator) and log_prob(y), got {type(jump).__name__}")
+        self.jump = jump
         self.chains: Optional[mcmc.PersistentChains] = None
         self._pending_buffer = None
+        self._pending_step_size = None
 
     @property
     def buffer(self) -> Optional[torch.Tensor]:
@@ -384,7 +403,12 @@ class PersistentNegatives(Negatives):
             E, self.buffer_size, init, noise=self.noise, reinit_prob=self.reinit_prob, kernel=self.kernel,
             step_size=self.step_size, noise_scale=self.noise_scale, n_leapfrog=self.n_leapfrog,
             beta=self.beta, seed=gen, dtype=y.dtype, device=y.device, compile=self.compile,
+            target_accept=self.target_accept, jump=self.jump,
         )
+        if self._pending_step_size is not None:  # an adapted step size restored by load_state_dict
+            self.chains.step_size = self._pending_step_size
+            self.chains._kernel.step_size = self._pending_step_size
+            self._pending_step_size = None
 
     def __call__(self, energy, y, x=None):
         E, batch, y_flat, x_flat = _flatten(energy, y, x)
@@ -400,7 +424,19 @@ class PersistentNegatives(Negatives):
         state = super().state_dict()
         buf = self.buffer if self.chains is not None else self._pending_buffer
         state["buffer"] = None if buf is None else buf.clone()
+        state["step_size"] = self.step_size
         return state
+
+    @property
+    def step_size(self) -> float:
+        """The current (with ``target_accept``: adapted) step size."""
+        if self.chains is not None:
+            return self.chains.step_size
+        return self._pending_step_size if self._pending_step_size is not None else self._step_size
+
+    @step_size.setter
+    def step_size(self, value: float) -> None:
+        self._step_size = float(value)
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -409,10 +445,15 @@ class PersistentNegatives(Negatives):
             return
         if buf.shape[0] != self.buffer_size:
             raise ValueError(f"the saved buffer has {buf.shape[0]} entries, but buffer_size is {self.buffer_size}")
+        step = state.get("step_size")
         if self.chains is not None:
             self.chains.buffer = buf.to(dtype=self.chains.buffer.dtype, device=self.chains.buffer.device).clone()
+            if step is not None:
+                self.chains.step_size = float(step)
+                self.chains._kernel.step_size = float(step)
         else:
             self._pending_buffer = buf.clone()
+            self._pending_step_size = None if step is None else float(step)
 
     def probe(self, energy, num_chains: int = 8, num_draws: int = 200, *, seed=None, data=None, thin=None,
               dtype=None, device=None) -> Samples:
@@ -437,8 +478,24 @@ class PersistentNegatives(Negatives):
         else:
             noise = self.noise_scale if self.kernel == "ula" else None
             opts = _fixed_kernel_options(self.kernel, self.step_size, self.n_leapfrog, noise)
-        s = mcmc.sample(E, init, 0, S * thin, kernel=self.kernel, beta=self.beta, seed=gen, progress=False, **opts)
-        return _thin(s, thin)
+        if self.jump is None:
+            s = mcmc.sample(E, init, 0, S * thin, kernel=self.kernel, beta=self.beta, seed=gen, progress=False,
+                            **opts)
+            return _thin(s, thin)
+        # the sampler of training: ``thin`` kernel transitions, then one jump, per kept draw
+        chains = mcmc.PersistentChains(E, C, init, kernel=self.kernel, step_size=self.step_size,
+                                       n_leapfrog=self.n_leapfrog, beta=self.beta, seed=gen, jump=self.jump)
+        y, draws, stats, jumps = init, [], [], []
+        for _ in range(S):
+            y, st, accepted = chains.transition(y, thin)
+            draws.append(y)
+            stats.append(st)
+            jumps.append(accepted)
+        merged = {k: torch.cat([st[k] for st in stats], 1) for k in stats[0]}
+        s = _thin(Samples(draws=torch.stack(draws, 1).repeat_interleave(thin, 1), stats=merged, kernel=self.kernel,
+                          beta=self.beta), thin)
+        s.info["jump_rate"] = float(torch.stack(jumps).double().mean())
+        return s
 
     def __repr__(self) -> str:
         return (
