@@ -352,6 +352,37 @@ def summary_table(summary) -> str:
     return "\n".join(lines)
 
 
+def rst_tables(record) -> str:
+    """The per-cell and per-dataset tables of a result ``record`` (as written to ``--json``) in
+    reStructuredText, for the docs (``--rst``); ``tests/test_benchmarks.py`` checks that the docs' copy
+    is this function of the committed JSON."""
+    def num(v, signed=False):
+        return "nan" if v is None else _fmt(v, signed)
+
+    s = record["settings"]
+    head = (f"{len(record['cells'])} fits: ml_fit steps {s['steps'] if s['steps'] is not None else 'default'}, "
+            f"{s['n_train']} training points, flow {s['flow_steps']} steps, mixture {s['mixture_steps']} SVI steps "
+            f"a fit; torch {record['machine']['torch']}, {record['wall_s'] / 60:.0f} min on "
+            f"{s['jobs']} core(s).")
+    lines = [head, "", ".. list-table:: held-out NLL, nats per point (gaps: EBM minus the other)", "   :header-rows: 1", "",
+             "   * - dataset", "     - seed", "     - EBM", "     - truth", "     - gap to truth", "     - flow",
+             "     - mixture", "     - gap to best baseline", "     - check_fit", "     - train s"]
+    for r in record["cells"]:
+        lines += [f"   * - {r['dataset']}", f"     - {r['seed']}", f"     - {num(r['ebm_nll'])}",
+                  f"     - {num(r['truth_nll'])}", f"     - {num(r['gap_to_truth'], True)}", f"     - {num(r['flow_nll'])}",
+                  f"     - {num(r['mixture_nll'])} (k={r.get('mixture_k', '-')})",
+                  f"     - {num(r['gap_to_best_baseline'], True)}", f"     - {r['check_fit']}",
+                  f"     - {r['train_s']:.0f}"]
+    lines += ["", ".. list-table:: per data set, over the seeds", "   :header-rows: 1", "",
+              "   * - dataset", "     - median gap to truth", "     - largest gap to truth",
+              "     - median gap to best baseline", "     - check_fit ok"]
+    for name, e in record["summary"].items():
+        lines += [f"   * - {name}", f"     - {num(e['median_gap_to_truth'], True)}",
+                  f"     - {num(e['max_gap_to_truth'], True)}", f"     - {num(e['median_gap_to_best_baseline'], True)}",
+                  f"     - {e['check_fit_ok']}/{e['cells']}"]
+    return "\n".join(lines) + "\n"
+
+
 def _json_ready(value):
     """JSON without NaN/Infinity: a non-finite float becomes ``None`` (its string is kept by the table)."""
     if isinstance(value, float):
@@ -382,6 +413,7 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="where to write every number (default benchmarks/results/"
                                                  "training_truth.json, or training_truth_quick.json with --quick)")
     ap.add_argument("--quick", action="store_true", help="smoke run: one seed, two datasets, a few steps")
+    ap.add_argument("--rst", default=None, help="also write the tables in reStructuredText here (for the docs)")
     args = ap.parse_args(argv)
 
     names = [n.strip() for n in args.datasets.split(",") if n.strip()] if args.datasets else \
@@ -449,6 +481,10 @@ def main(argv=None):
     with open(json_path, "w") as f:
         json.dump(_json_ready(record), f, indent=1)
     print(f"wrote {json_path}")
+    if args.rst:
+        with open(args.rst, "w") as f:
+            f.write(rst_tables(json.loads(json.dumps(_json_ready(record)))))
+        print(f"wrote {args.rst}")
     return record
 
 

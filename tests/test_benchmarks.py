@@ -26,10 +26,12 @@ def test_training_truth_quick_run_prints_every_cell_and_writes_finite_numbers(tm
 
     path = tmp_path / "truth.json"
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "training_truth.py"), "--quick", "--jobs", "1", "--json", str(path)],
+        [sys.executable, str(ROOT / "benchmarks" / "training_truth.py"), "--quick", "--jobs", "1", "--json", str(path),
+         "--rst", str(tmp_path / "truth.rst")],
         capture_output=True, text=True, timeout=600, check=True,
     ).stdout
     record = json.loads(path.read_text())
+    assert "   * - eight_gaussians" in (tmp_path / "truth.rst").read_text()
     names = record["settings"]["datasets"]
     assert len(names) == 2 and record["settings"]["seeds"] == [0], record["settings"]
     assert [(c["dataset"], c["seed"]) for c in record["cells"]] == [(n, 0) for n in names]
@@ -49,3 +51,16 @@ def test_training_truth_quick_run_prints_every_cell_and_writes_finite_numbers(tm
     for name in names:
         summary = record["summary"][name]
         assert math.isfinite(summary["median_gap_to_truth"]) and math.isfinite(summary["max_gap_to_truth"])
+
+
+def test_the_docs_training_truth_tables_are_the_committed_results():
+    """docs/_generated/training_truth.rst is rst_tables() of benchmarks/results/training_truth.json: the
+    docs' table cannot drift from the results file that the full benchmark wrote."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("training_truth", ROOT / "benchmarks" / "training_truth.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    record = json.loads((ROOT / "benchmarks" / "results" / "training_truth.json").read_text())
+    assert (ROOT / "docs" / "_generated" / "training_truth.rst").read_text() == module.rst_tables(record)
