@@ -578,8 +578,21 @@ def ml_fit(
     if bool(bad.any()):
         raise ValueError(f"data must be finite: {int(bad.sum())} of its {data.shape[0]} rows are not "
                          f"(first: row {int(bad.nonzero()[0, 0])})")
+    if heldout is None and (reference is not None or check_options):
+        raise ValueError("reference and check_options are for the check on heldout data: give heldout too")
+    if heldout is not None:  # checked now, not after a long training
+        if not isinstance(heldout, torch.Tensor) or not heldout.is_floating_point() \
+                or tuple(heldout.shape[1:]) != tuple(data.shape[1:]) or heldout.shape[0] < 20:
+            got = f"shape {tuple(heldout.shape)}" if isinstance(heldout, torch.Tensor) else type(heldout).__name__
+            raise ValueError(f"heldout must be a floating-point tensor [M >= 20, {', '.join(map(str, data.shape[1:]))}] "
+                             f"like data, got {got}")
+        if not bool(torch.isfinite(heldout).all()):
+            raise ValueError("heldout must be finite")
+        if reference is not None and not (callable(reference) or callable(getattr(reference, "log_prob", None))):
+            raise TypeError(f"reference must be a log_prob callable or have .log_prob, got {type(reference).__name__}")
     opts_fit = dict(ML_DEFAULTS)
-    opts_fit["batch_size"] = min(opts_fit["batch_size"], data.shape[0] - data.shape[0] % max(world()[1], 1) or 1)
+    # the default batch: 512, or all the data when fewer (a multiple of the processes in a data-parallel run)
+    opts_fit["batch_size"] = min(opts_fit["batch_size"], data.shape[0] - data.shape[0] % world()[1] or 1)
     if "optimizer" in fit_options:  # the user's optimizer keeps its own learning rate and no schedule is imposed
         opts_fit.pop("lr")
         opts_fit["lr_schedule"] = None
@@ -606,8 +619,6 @@ def ml_fit(
         dopts.setdefault("num_draws", 400)
         diag = SamplerDiagnostics(energy, negatives, data, every=diagnose_every, **dopts)
         callbacks.insert(0, diag)  # first, so that the other callbacks see its numbers in the history
-    if heldout is None and (reference is not None or check_options):
-        raise ValueError("reference and check_options are for the check on heldout data: give heldout too")
     opts_fit.setdefault("loss", losses.ml_sampled)
     loss = opts_fit.pop("loss")
     history = fit(energy, data, loss, negatives, callbacks=callbacks, seed=seed, **opts_fit)

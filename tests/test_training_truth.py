@@ -205,6 +205,13 @@ def test_ml_fit_checks_its_data():
         ml_fit(E, torch.ones(5, 2, dtype=torch.long), steps=1, progress=False)
     with pytest.raises(ValueError, match="give heldout"):
         ml_fit(E, torch.randn(50, 2), steps=1, progress=False, reference=eight_gaussians_log_prob)
+    # the held-out data are checked before training, not after it
+    with pytest.raises(ValueError, match="heldout must be a floating-point tensor"):
+        ml_fit(E, torch.randn(50, 2), steps=10**9, progress=False, heldout=torch.randn(50, 3))
+    with pytest.raises(ValueError, match="heldout must be finite"):
+        ml_fit(E, torch.randn(50, 2), steps=10**9, progress=False, heldout=torch.full((50, 2), math.nan))
+    with pytest.raises(TypeError, match="reference"):
+        ml_fit(E, torch.randn(50, 2), steps=10**9, progress=False, heldout=torch.randn(50, 2), reference=3)
 
 
 class _Gauss(torch.nn.Module):

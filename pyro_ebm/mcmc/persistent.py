@@ -230,5 +230,9 @@ class PersistentChains:
         t = self.target_accept
         if acceptance != acceptance:  # NaN: every proposal failed; shrink
             acceptance = 0.0
-        self.step_size = float(self.step_size * math.exp(0.1 * (acceptance - t) / max(t, 1 - t)))
+        self.set_step_size(self.step_size * math.exp(0.1 * (acceptance - t) / max(t, 1 - t)))
+
+    def set_step_size(self, value: float) -> None:
+        """Set the step size of the following calls (an adapted one restored from a checkpoint, say)."""
+        self.step_size = _positive(float(value), "step_size")
         self._kernel.step_size = self.step_size

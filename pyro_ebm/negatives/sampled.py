@@ -406,8 +406,7 @@ class PersistentNegatives(Negatives):
             target_accept=self.target_accept, jump=self.jump,
         )
         if self._pending_step_size is not None:  # an adapted step size restored by load_state_dict
-            self.chains.step_size = self._pending_step_size
-            self.chains._kernel.step_size = self._pending_step_size
+            self.chains.set_step_size(self._pending_step_size)
             self._pending_step_size = None
 
     def __call__(self, energy, y, x=None):
@@ -449,8 +448,7 @@ class PersistentNegatives(Negatives):
         if self.chains is not None:
             self.chains.buffer = buf.to(dtype=self.chains.buffer.dtype, device=self.chains.buffer.device).clone()
             if step is not None:
-                self.chains.step_size = float(step)
-                self.chains._kernel.step_size = float(step)
+                self.chains.set_step_size(step)
         else:
             self._pending_buffer = buf.clone()
             self._pending_step_size = None if step is None else float(step)
@@ -484,7 +482,8 @@ class PersistentNegatives(Negatives):
             return _thin(s, thin)
         # the sampler of training: ``thin`` kernel transitions, then one jump, per kept draw
         chains = mcmc.PersistentChains(E, C, init, kernel=self.kernel, step_size=self.step_size,
-                                       n_leapfrog=self.n_leapfrog, beta=self.beta, seed=gen, jump=self.jump)
+                                       noise_scale=self.noise_scale, n_leapfrog=self.n_leapfrog, beta=self.beta,
+                                       seed=gen, jump=self.jump)
         y, draws, stats, jumps = init, [], [], []
         for _ in range(S):
             y, st, accepted = chains.transition(y, thin)
