@@ -121,8 +121,10 @@ def train_ml(data: torch.Tensor, *, steps: int, seed: int, lr: float = 3e-3, buf
     # target each chain stays in its mode (see docs/ml.rst)
     run = ml_fit(
         energy, data, sampler="persistent",
+        # the classic persistent recipe (fixed step, restarts from noise), without ml_fit's adapted step
+        # size and jumps between modes: docs/training_truth.rst measures those defaults
         sampler_options=dict(buffer_size=buffer_size, steps=chain_steps, step_size=step_size, n_leapfrog=5,
-                             reinit_prob=0.05, noise=uniform_noise),
+                             reinit_prob=0.05, noise=uniform_noise, target_accept=None, jump=None),
         diagnose_every=every,
         diagnostics_options=dict(num_chains=8, num_draws=probe_draws, check=("energy",)),
         steps=steps, batch_size=128, optimizer=optimizer, regularizers=[EnergyL2(0.1)],

@@ -189,7 +189,7 @@ def test_ml_fit_defaults_are_the_documented_recipe():
     neg = make_negatives("persistent", data=torch.randn(100, 2), seed=0)
     assert (neg.buffer_size, neg.steps, neg.n_leapfrog, neg.reinit_prob, neg.target_accept) == (1024, 2, 5, 0.0, 0.7)
     assert isinstance(neg.jump, DataProposal)
-    assert ML_DEFAULTS == dict(steps=3000, batch_size=512, lr=1e-2, lr_schedule="cosine")
+    assert ML_DEFAULTS == dict(steps=6000, batch_size=512, lr=1e-2, lr_schedule="cosine")
     assert make_negatives("persistent", seed=0).jump is None  # no data, no jumps
     with pytest.raises(ValueError, match="data is for the jumps"):
         make_negatives("hmc", data=torch.randn(10, 2))
