@@ -341,6 +341,13 @@ def _energies(energy: Energy, y: torch.Tensor, dtype, device, name: str, chunk: 
     return torch.cat(out)
 
 
+def _first_invalid(f: torch.Tensor) -> Tuple[int, int]:
+    """``(index of the first, number of)`` energies that are NaN or ``-inf`` (``+inf`` is zero density)."""
+    bad = torch.isnan(f) | torch.isneginf(f)
+    count = int(bad.sum())
+    return (int(bad.nonzero()[0, 0]) if count else -1), count
+
+
 def _parse_bounds(bounds, d: int):
     if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
         raise TypeError(f"bounds must be a pair (low, high), got {bounds!r}")
@@ -391,12 +398,11 @@ class _Grid:
         self.nodes, self.left, self.right = mesh(0), mesh(1), mesh(2)
         y = self.nodes.reshape((-1,) + tuple(energy.event_shape))
         f = _energies(energy, y, dtype, device, "y")
-        bad = torch.isnan(f) | torch.isneginf(f)
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
+        i, count = _first_invalid(f)
+        if count:
             raise ValueError(
                 f"the energy does not look normalizable on the box low={low.tolist()}, high={high.tolist()}: "
-                f"F is {f[i].item()} at y = {self.nodes[i].tolist()} ({int(bad.sum())} grid points); a "
+                f"F is {f[i].item()} at y = {self.nodes[i].tolist()} ({count} grid points); a "
                 "normalizable energy is finite (or +inf) everywhere"
             )
         self.log_mass = -f + (self.right - self.left).log().sum(-1)
@@ -616,11 +622,10 @@ def check_fit(
 
     # F on the held-out data
     f_held = _energies(energy64, heldout, dtype, device, "heldout")
-    bad = torch.isnan(f_held) | torch.isneginf(f_held)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0, 0])
+    i, count = _first_invalid(f_held)
+    if count:
         raise ValueError(
-            f"the energy is {f_held[i].item()} on heldout row {i} ({int(bad.sum())} rows): an energy must be "
+            f"the energy is {f_held[i].item()} on heldout row {i} ({count} rows): an energy must be "
             "finite (or +inf for zero density)"
         )
     log_p = _reference_log_prob(reference, heldout) if reference is not None else None
