@@ -31,7 +31,9 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
-from .._validation import check_beta, check_finite, check_positive_int
+from .._rng import check_seed
+from .._validation import check_beta, check_finite, check_positive_int, check_real
+from ..energy import _as_size
 from .semiring import Semiring
 
 __all__ = [
@@ -66,6 +68,7 @@ def pad_sequences(sequences, value: float = 0.0):
     rest = sequences[0].shape[1:]
     if any(s.shape[1:] != rest for s in sequences):
         raise ValueError(f"sequences must all have shape [T_i, {', '.join(map(str, rest))}]")
+    value = check_real(value, "value")
     lengths = torch.tensor([s.shape[0] for s in sequences], dtype=torch.long, device=sequences[0].device)
     out = sequences[0].new_full((len(sequences), int(lengths.max())) + tuple(rest), value)
     for i, s in enumerate(sequences):
@@ -78,7 +81,7 @@ def pad_sequences(sequences, value: float = 0.0):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _check_lengths(lengths, batch_shape, full: int, name: str = "lengths", device=None):
+def _check_lengths(lengths, batch_shape, full: int, name: str = "lengths", device=None, of: str = "unary"):
     if lengths is None:
         return None
     if not isinstance(lengths, torch.Tensor):
@@ -86,7 +89,9 @@ def _check_lengths(lengths, batch_shape, full: int, name: str = "lengths", devic
     if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer tensor of shape {tuple(batch_shape)}, got dtype {lengths.dtype}")
     if lengths.shape != batch_shape:
-        raise ValueError(f"{name} must have shape {tuple(batch_shape)} (the batch), got {tuple(lengths.shape)}")
+        raise ValueError(
+            f"{name} must have shape {tuple(batch_shape)} (the batch shape of {of}), got {tuple(lengths.shape)}"
+        )
     if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > full):
         raise ValueError(
             f"{name} must lie in [1, {full}] (empty sequences have no paths), got values in "
@@ -100,6 +105,18 @@ def _check_energies(x: torch.Tensor, name: str, allow_pos_inf: bool = False) -> 
     x = x.detach()
     if x.numel() and not (bool(x.min() > -math.inf) and (allow_pos_inf or bool(x.max() < math.inf))):
         check_finite(x, name, allow_pos_inf=allow_pos_inf)
+
+
+def _fit_shape(x: torch.Tensor, name: str, want: tuple, event: tuple, doc: str) -> torch.Tensor:
+    """``x`` expanded to the shape ``want``: its trailing dimensions must equal ``event`` exactly (a
+    ``[K, K, 1]`` pairwise is an error, not a broadcast), the leading ones must broadcast to the rest of
+    ``want``. ``doc`` names the accepted shapes in the error message."""
+    if x.dim() >= len(event) and tuple(x.shape[x.dim() - len(event):]) == tuple(event):
+        try:
+            return x.expand(want)
+        except RuntimeError:
+            pass
+    raise ValueError(f"{name} must have shape {doc} (K = unary.shape[-1]), got {list(x.shape)}")
 
 
 def _prepare(unary, pairwise, initial=None, final=None, lengths=None):
@@ -128,29 +145,20 @@ def _prepare(unary, pairwise, initial=None, final=None, lengths=None):
         dtype = torch.promote_types(dtype, t.dtype)
     B = int(math.prod(batch_shape))
     u = unary.to(dtype).reshape(B, T, K)
+    doc = f"[K, K] = {[K, K]} or batch + (T-1, K, K) = {list(batch_shape) + [T - 1, K, K]}"
     if pairwise.dim() == 2:
-        if pairwise.shape != (K, K):
-            raise ValueError(f"pairwise must have shape [{K}, {K}] (K = unary.shape[-1]), got {tuple(pairwise.shape)}")
-        p = pairwise.to(dtype)
+        p = _fit_shape(pairwise, "pairwise", (K, K), (K, K), doc).to(dtype)
     else:
-        want = tuple(batch_shape) + (T - 1, K, K)
-        try:
-            p = pairwise.to(dtype).expand(want).reshape(B, T - 1, K, K)
-        except RuntimeError:
-            raise ValueError(
-                f"pairwise must have shape [K, K] = [{K}, {K}] or batch + (T-1, K, K) = {want}, got "
-                f"{tuple(pairwise.shape)}"
-            ) from None
+        p = _fit_shape(pairwise, "pairwise", tuple(batch_shape) + (T - 1, K, K), (K, K), doc)
+        p = p.to(dtype).reshape(B, T - 1, K, K)
     _check_energies(p, "pairwise", allow_pos_inf=True)
     ends = []
     for name, t in (("initial", initial), ("final", final)):
         if t is None:
             ends.append(u.new_zeros(B, K))
             continue
-        try:
-            e = t.to(dtype).expand(tuple(batch_shape) + (K,)).reshape(B, K)
-        except RuntimeError:
-            raise ValueError(f"{name} must have shape [K] = [{K}] or batch + (K,), got {tuple(t.shape)}") from None
+        doc = f"[K] = {[K]} or batch + (K,) = {list(batch_shape) + [K]}"
+        e = _fit_shape(t, name, tuple(batch_shape) + (K,), (K,), doc).to(dtype).reshape(B, K)
         _check_energies(e, name, allow_pos_inf=True)
         ends.append(e)
     n = _check_lengths(lengths, batch_shape, T, device=u.device)
@@ -188,21 +196,66 @@ def _step(p, t):
     return p if p.dim() == 2 else p[:, t]
 
 
-def _to_log(sr: Semiring, *tensors):
-    return tuple(sr.to_log(t) for t in tensors)
+def _shift(u, p, a, b):
+    """Subtract from every factor its lowest energy: ``(u, p, a, b, total [B])``.
+
+    Every labelling pays exactly one unary energy per step, one pairwise energy per transition, one initial
+    and one final energy, so these constant shifts move every path's energy by the same ``total`` and leave
+    the Gibbs distribution unchanged. Done in energy units, before multiplying by beta: energies of size
+    1e6 with differences of size 1 become numbers of size 1, exact in float32 (neighbouring floats differ by
+    0.06 at 1e6), instead of losing their differences in the recursion's sums.
+    """
+    B, T, K = u.shape
+
+    def low(x, dims):  # the smallest entry (0 where every entry is +inf: such a factor forbids every path)
+        return x.amin(dims, keepdim=True).nan_to_num(posinf=0.0)
+
+    lu, lp, la, lb = low(u, -1), low(p, (-2, -1)), low(a, -1), low(b, -1)
+    total = lu.sum((1, 2)) + la.squeeze(-1) + lb.squeeze(-1)
+    total = total + (lp.sum((1, 2, 3)) if p.dim() == 4 else (T - 1) * lp.reshape(()))
+    shifted = u.new_empty(T, B, K).transpose(0, 1)  # stored time-major: the recursions read one step at a time
+    torch.sub(u, lu, out=shifted)
+    return shifted, p - lp, a - la, b - lb, total
+
+
+def _normalise(msg, out):
+    """``out = msg - max_k msg`` for a message ``[B, K]`` over the states; returns the max ``[B, 1]``.
+
+    A step that no path reaches (every entry ``-inf``) gives NaN: it ends in a NaN free energy, which
+    :func:`_check_free` rejects as it rejects an infinite one, before any marginal is formed."""
+    top = msg.amax(-1, keepdim=True)
+    torch.sub(msg, top, out=out)
+    return top
 
 
 def _scan(sr: Semiring, u, p, a):
-    """Forward messages in log-weight units (inputs too): ``alpha[b, t, k]`` is the semiring sum over all
-    paths ending in state ``k`` at time ``t`` (including ``u_t(k)``)."""
+    """Forward messages in log-weight units (inputs too), normalised at every step: ``alphas[b, t, k]`` is
+    the semiring sum over all paths ending in state ``k`` at time ``t`` (including ``u_t(k)``) minus
+    ``norms[b, t]``, with ``max_k alphas[b, t, k] = 0``. Returns ``alphas [B, T, K]`` and the sum of the
+    norms ``[B]``: ``log Z = norms + log_sum(alphas[:, -1] + final)``.
+
+    Normalised messages stay of the size of the energy differences; unnormalised ones grow like ``t * beta *
+    |E|``, and marginals formed from them lose every digit to cancellation in float32 at ``beta * |E| ~
+    1e6``."""
     B, T, K = u.shape
-    alphas = u.new_empty(B, T, K)
-    msg = a + u[:, 0]
-    alphas[:, 0] = msg
+    alphas = torch.empty_like(u)  # with the layout of u (time-major after _shift)
+    norms = [_normalise(a + u[:, 0], alphas[:, 0])]
     for t in range(1, T):
-        msg = sr.log_sum(msg.unsqueeze(-1) + _step(p, t - 1), -2) + u[:, t]
-        alphas[:, t] = msg
-    return alphas
+        msg = sr._log_sum(alphas[:, t - 1].unsqueeze(-1) + _step(p, t - 1), -2).add_(u[:, t])
+        norms.append(_normalise(msg, alphas[:, t]))
+    return alphas, torch.cat(norms, -1).sum(-1)
+
+
+def _log_forward(sr: Semiring, u, p, a, b):
+    """Shift (:func:`_shift`), convert to log-weights and run the forward recursion: returns the inputs in
+    log-weight units ``(u, p, a, b)``, the normalised forward messages ``alphas`` and the free energies
+    ``[B]`` (not finite where every path is forbidden: ``+inf``, or NaN if no path reaches some step)."""
+    u, p, a, b, total = _shift(u, p, a, b)
+    for x in (u, p, a, b):  # energies -> log-weights (Semiring._to_log), in place: _shift made new tensors
+        x.mul_(-sr.beta)
+    alphas, norms = _scan(sr, u, p, a)
+    log_z = norms + sr._log_sum(alphas[:, -1] + b, -1)
+    return (u, p, a, b), alphas, total + sr._from_log(log_z)
 
 
 def _viterbi(u, p, a, b):
@@ -222,36 +275,51 @@ def _viterbi(u, p, a, b):
     return energy, path
 
 
-def _forward_backward(sr: Semiring, u, p, a, b, alphas, logz, edges=None, grad=None):
-    """Gibbs marginals from the forward messages and a backward sweep (the same recursion read backwards);
-    inputs in log-weight units, ``logz [B]`` the log partition function.
+def _forward_backward(sr: Semiring, u, p, b, alphas, edges=None, grad=None):
+    """Gibbs marginals from the normalised forward messages (:func:`_scan`) and a backward sweep (the same
+    recursion read backwards, normalised the same way); inputs in log-weight units.
+
+    ``betas[b, t, k]`` is the log-weight of the continuations of state ``k`` at time ``t`` (the steps after
+    ``t`` and the final energy, not ``u_t(k)``), up to a constant per step. Each marginal is a local softmax
+    -- ``P(y_t = k) = softmax_k(alphas_t + betas_t)``, ``P(y_t = k, y_{t+1} = l) = softmax_{k, l}(alphas_t(k)
+    + p_t(k, l) + u_{t+1}(l) + betas_{t+1}(l))`` -- so no log partition function of size ``T * beta * |E|``
+    is subtracted, and the logits are sums of non-positive terms, without cancellation.
 
     ``edges``: ``None`` (node marginals only), ``"full"`` (pair marginals ``[B, T-1, K, K]``) or ``"sum"``
     (``sum_b grad[b] * pair marginals[b, t]`` summed over ``t`` as well: the gradient of a shared ``[K, K]``
-    pairwise, accumulated step by step so that no ``[B, T-1, K, K]`` tensor is built).
+    pairwise, accumulated over blocks of time steps so that no ``[B, T-1, K, K]`` tensor is built).
     """
     B, T, K = u.shape
-    betas = torch.empty_like(u)  # backward messages, including u_t (and the final energy)
-    msg = b + u[:, -1]
-    betas[:, -1] = msg
-    z = logz[:, None, None]
-    edge = None
-    if edges == "sum":
-        edge = u.new_zeros(K, K)
-    elif edges == "full":
-        edge = u.new_empty(B, T - 1, K, K)
+    betas = torch.empty_like(u)
+    betas[:, -1] = b
     for t in range(T - 2, -1, -1):
-        s = _step(p, t) + msg.unsqueeze(-2)  # [B, K, K]: p_t(k, l) + beta_{t+1}(l)
-        if edges is not None:
-            w = torch.exp(alphas[:, t].unsqueeze(-1) + s - z)
-            if edges == "sum":
-                edge += torch.einsum("b,bij->ij", grad, w)
-            else:
-                edge[:, t] = w
-        msg = sr.log_sum(s, -1) + u[:, t]
-        betas[:, t] = msg
-    node = torch.exp(alphas + betas - u - z)
+        s = _step(p, t) + (u[:, t + 1] + betas[:, t + 1]).unsqueeze(-2)  # [B, K, K], indexed (k, l)
+        _normalise(sr._log_sum(s, -1), betas[:, t])
+    node = _softmax_(torch.add(alphas, betas, out=u.new_empty(B, T, K)))
+    if edges is None:
+        return node, None
+    ahead = u[:, 1:] + betas[:, 1:]  # u_{t+1} + betas_{t+1}
+    # "full" fills its output in one block; "sum" goes by blocks of about 2^18 logits (1 MB in float32)
+    block = max(1, 2**18 // (B * K * K)) if edges == "sum" else max(T - 1, 1)
+    edge = u.new_zeros(K, K) if edges == "sum" else u.new_empty(B, 0, K, K)  # (T = 1 has no pairs)
+    for lo in range(0, T - 1, block):
+        hi = min(T - 1, lo + block)
+        logits = u.new_empty(B, hi - lo, K, K)  # contiguous, so that the views below copy nothing
+        torch.add(alphas[:, lo:hi, :, None], ahead[:, lo:hi, None, :], out=logits)  # the outer sum, then p:
+        logits += p if p.dim() == 2 else p[:, lo:hi]  # much faster on CPU than one three-way broadcast
+        _softmax_(logits.view(B, hi - lo, K * K))
+        if edges == "sum":
+            edge += (grad @ logits.view(B, -1)).view(hi - lo, K, K).sum(0)
+        else:
+            edge = logits
     return node, edge
+
+
+def _softmax_(x):
+    """Softmax over the last dimension, in place (``torch.softmax`` would allocate a second tensor of the
+    size of ``x``; for the pair marginals that costs more than the arithmetic)."""
+    x.sub_(x.amax(-1, keepdim=True)).exp_()
+    return x.div_(x.sum(-1, keepdim=True))
 
 
 def _path_indicators(path, K, dtype, edges: bool = True):
@@ -272,11 +340,8 @@ class _ChainFreeEnergy(torch.autograd.Function):
             free, path = _viterbi(u, p, a, b)
             ctx.save_for_backward(path)
         else:
-            u, p, a, b = _to_log(sr, u, p, a, b)
-            alphas = _scan(sr, u, p, a)
-            logz = sr.log_sum(alphas[:, -1] + b, -1)
-            free = sr.from_log(logz)
-            ctx.save_for_backward(u, p, a, b, alphas, logz)
+            (u, p, a, b), alphas, free = _log_forward(sr, u, p, a, b)
+            ctx.save_for_backward(u, p, b, alphas)
         ctx.sr, ctx.p_shared, ctx.K = sr, p.dim() == 2, u.shape[-1]
         return free
 
@@ -288,9 +353,9 @@ class _ChainFreeEnergy(torch.autograd.Function):
             (path,) = ctx.saved_tensors
             node, edge = _path_indicators(path, ctx.K, grad.dtype, edges=ctx.needs_input_grad[1])
         else:
-            u, p, a, b, alphas, logz = ctx.saved_tensors
+            u, p, b, alphas = ctx.saved_tensors
             mode = None if not ctx.needs_input_grad[1] else ("sum" if ctx.p_shared else "full")
-            node, edge = _forward_backward(sr, u, p, a, b, alphas, logz, edges=mode, grad=grad)
+            node, edge = _forward_backward(sr, u, p, b, alphas, edges=mode, grad=grad)
             if mode == "sum":
                 return node * grad[:, None, None], edge, node[:, 0] * grad[:, None], node[:, -1] * grad[:, None], None
         g = grad[:, None, None]
@@ -443,11 +508,9 @@ def chain_marginals(unary, pairwise, beta=1.0, initial=None, final=None, lengths
             _, path = _viterbi(u, p, a, b)
             node, edge = _path_indicators(path, K, u.dtype, edges)
         else:
-            u, p, a, b = _to_log(sr, u, p, a, b)
-            alphas = _scan(sr, u, p, a)
-            logz = sr.log_sum(alphas[:, -1] + b, -1)
-            _check_free(sr.from_log(logz), (B,))
-            node, edge = _forward_backward(sr, u, p, a, b, alphas, logz, "full" if edges else None)
+            (u, p, a, b), alphas, free = _log_forward(sr, u, p, a, b)
+            _check_free(free, (B,))
+            node, edge = _forward_backward(sr, u, p, b, alphas, "full" if edges else None)
     pad = _pad_mask(n, B, T, u.device)
     if pad is not None:
         node = node.masked_fill(pad.unsqueeze(-1), 0.0)
@@ -489,9 +552,9 @@ def sample_chain(
     """
     check_beta(beta, allow_inf=True)
     sr = Semiring(beta)
-    sample_shape = torch.Size(sample_shape)
+    sample_shape = _as_size(sample_shape, "sample_shape")
     if isinstance(generator, int) and not isinstance(generator, bool):
-        generator = torch.Generator(device=unary.device).manual_seed(generator)
+        generator = torch.Generator(device=unary.device).manual_seed(check_seed(generator, "generator"))
     elif generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, an integer seed or None, got {type(generator).__name__}")
     u, p, a, b, n, batch_shape = _prepare(unary, pairwise, initial, final, lengths)
@@ -502,9 +565,8 @@ def sample_chain(
             _, path = _viterbi(u, p, a, b)
             y = path.expand(S, B, T).clone()
         else:
-            u, p, a, b = _to_log(sr, u, p, a, b)
-            alphas = _scan(sr, u, p, a)
-            _check_free(sr.from_log(sr.log_sum(alphas[:, -1] + b, -1)), (B,))
+            (u, p, a, b), alphas, free = _log_forward(sr, u, p, a, b)
+            _check_free(free, (B,))
             y = u.new_empty(S, B, T, dtype=torch.long)
             y[:, :, -1] = _gumbel_argmax((alphas[:, -1] + b).expand(S, B, K), generator)
             rows = torch.arange(B, device=u.device)

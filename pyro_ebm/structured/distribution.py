@@ -14,7 +14,8 @@ import math
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from .._validation import check_beta
+from .._validation import check_beta, check_positive_int
+from ..energy import _as_size
 from .chain import _prepare, chain_energy, chain_free_energy, sample_chain, viterbi
 
 __all__ = ["LinearChainGibbs"]
@@ -64,7 +65,7 @@ class LinearChainGibbs(TorchDistribution):
             self.beta = float(self.beta)
         _prepare(unary, pairwise, initial, final)  # validates
         self.unary, self.pairwise, self.initial, self.final = unary, pairwise, initial, final
-        self.max_support = max_support
+        self.max_support = check_positive_int(max_support, "max_support")
         self.free = chain_free_energy(unary, pairwise, self.beta, initial, final)
         batch_shape, (T, self.num_labels) = unary.shape[:-2], unary.shape[-2:]
         super().__init__(batch_shape, torch.Size([T]), validate_args=validate_args)
@@ -84,7 +85,14 @@ class LinearChainGibbs(TorchDistribution):
         return u, p, ends[0], ends[1]
 
     def expand(self, batch_shape, _instance=None):
-        batch_shape = torch.Size(batch_shape)
+        batch_shape = _as_size(batch_shape, "batch_shape")
+        try:
+            ok = torch.broadcast_shapes(batch_shape, self.batch_shape) == batch_shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"batch_shape {tuple(batch_shape)} must be an expansion of the batch shape "
+                             f"{tuple(self.batch_shape)} (same or more dimensions, sizes 1 expanded)")
         new = self._get_checked_instance(LinearChainGibbs, _instance)
         u, p, a, b = self._args(batch_shape)
         new.unary, new.pairwise, new.initial, new.final = u, p, a, b
@@ -95,16 +103,39 @@ class LinearChainGibbs(TorchDistribution):
         return new
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        value = self._check_value(value)
+        shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        if shape.numel() == 0:  # an empty batch
+            return self.free.new_zeros(shape)
         if self._validate_args:
             self._validate_sample(value)
-        value = value.long()
-        shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
         energy = chain_energy(value.expand(shape + self.event_shape), *self._args(shape))
         free = self.free.expand(shape)
         if math.isinf(self.beta):
             tol = 1e-6 * (1.0 + free.detach().abs())
             return torch.where(energy - free <= tol, torch.zeros_like(energy), torch.full_like(energy, -math.inf))
         return -self.beta * (energy - free)
+
+    def _check_value(self, value) -> torch.Tensor:
+        """Labellings ``[..., T]`` (integers in ``[0, K)``, or floats holding such integers) as int64."""
+        T, K = self.event_shape[0], self.num_labels
+        if not isinstance(value, torch.Tensor) or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"value must be an integer tensor of labels [..., {T}], got "
+                            f"{value.dtype if isinstance(value, torch.Tensor) else type(value).__name__}")
+        if value.dim() < 1 or value.shape[-1] != T:
+            raise ValueError(f"value must have shape [..., T] = [..., {T}], got {tuple(value.shape)}")
+        try:
+            torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        except RuntimeError:
+            raise ValueError(f"value of shape {tuple(value.shape)} must broadcast with the batch shape "
+                             f"{tuple(self.batch_shape)} + ({T},)") from None
+        if value.is_floating_point() and not bool((value == value.round()).all()):
+            raise ValueError("value must hold integer labels")
+        value = value.long()
+        if value.numel() and bool(((value < 0) | (value >= K)).any()):
+            raise ValueError(f"value must hold labels in [0, {K}), got values in "
+                             f"[{int(value.min())}, {int(value.max())}]")
+        return value
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         return sample_chain(self.unary, self.pairwise, self.beta, self.initial, self.final,

@@ -28,8 +28,9 @@ import numbers
 import torch
 from torch.autograd.function import once_differentiable
 
+from .._validation import check_finite
 from .chain import _check_energies, _check_lengths
-from .semiring import Semiring
+from .semiring import Semiring, _wide_dtype
 
 __all__ = ["dtw", "soft_dtw", "squared_distances"]
 
@@ -46,6 +47,13 @@ def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         tensor([[9.],
                 [4.]])
     """
+    for name, v in (("x", x), ("y", y)):
+        if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor batch + (length, D), got "
+                            f"{v.dtype if isinstance(v, torch.Tensor) else type(v).__name__}")
+        if v.dim() < 2:
+            raise ValueError(f"{name} must have shape batch + (length, D), got {tuple(v.shape)}")
+        check_finite(v.detach(), name)
     if x.shape[-1] != y.shape[-1]:
         raise ValueError(f"x and y must have the same feature size, got {x.shape[-1]} and {y.shape[-1]}")
     # |x|^2 + |y|^2 - 2 x.y with one batched matrix product (like torch.cdist for long sequences); the
@@ -80,7 +88,11 @@ def _forward(sr: Semiring, cost: torch.Tensor):
     -beta R`` of cell ``(i, d - i)`` (two leading diagonals and a leading row hold the boundary: 0 at
     ``(-1, -1)``, ``-inf`` elsewhere); ``S [B, D + 2, N + 1]`` with ``S[b, d, i]`` the semiring sum of the
     three predecessors of cell ``(i, d - i)`` (``-inf`` where there is no cell); and at ``beta = inf`` the
-    chosen predecessor ``choice[b, d, i]`` (0: ``(i-1, j)``, 1: ``(i, j-1)``, 2: ``(i-1, j-1)``, 3: none)."""
+    chosen predecessor ``choice[b, d, i]`` (0: ``(i-1, j)``, 1: ``(i, j-1)``, 2: ``(i-1, j-1)``, 3: none).
+
+    ``R`` and ``S`` are float64 whatever the dtype of ``cost`` (see :func:`~.semiring._wide_dtype`: an
+    alignment may skip an anti-diagonal, so there is no exact per-diagonal normalisation)."""
+    cost = cost.to(_wide_dtype(cost))
     B, N, M = cost.shape
     D = N + M - 1
     R = cost.new_full((B, D + 2, N + 1), -math.inf)
@@ -89,8 +101,8 @@ def _forward(sr: Semiring, cost: torch.Tensor):
     for d in range(D):
         lo, hi = _rows(d, N, M)
         up, left, diag = R[:, d + 1, lo:hi], R[:, d + 1, lo + 1 : hi + 1], R[:, d, lo:hi]
-        s = sr.log_plus(sr.log_plus(up, left), diag, out=S[:, d, lo:hi])
-        sr.log_times(s, _diagonal(cost, d, lo, hi), out=R[:, d + 2, lo + 1 : hi + 1])
+        s = sr._log_plus(sr._log_plus(up, left), diag, out=S[:, d, lo:hi])
+        sr._log_times(s, _diagonal(cost, d, lo, hi), out=R[:, d + 2, lo + 1 : hi + 1])
     choice = None
     if sr.tropical:  # the max is exactly one of the three: the first equal one is the chosen predecessor
         s, code = S[:, :D, :N], torch.full((), 3, dtype=torch.uint8, device=S.device)
@@ -140,16 +152,17 @@ class _SoftDTW(torch.autograd.Function):
         sr = Semiring(beta)
         R, S, choice = _forward(sr, cost)
         ctx.save_for_backward(R, S, n, m, *(() if choice is None else (choice,)))
-        ctx.sr, ctx.shape = sr, cost.shape[1:]
+        ctx.sr, ctx.shape, ctx.dtype = sr, cost.shape[1:], cost.dtype
         rows = torch.arange(cost.shape[0], device=cost.device)
-        return sr.from_log(R[rows, n + m, n])  # cell (n-1, m-1) sits at diagonal n+m-2, row n-1
+        return sr._from_log(R[rows, n + m, n]).to(cost.dtype)  # cell (n-1, m-1): diagonal n+m-2, row n-1
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         R, S, n, m, *rest = ctx.saved_tensors
-        E = _end_cells(torch.zeros_like(R), n, m, grad)
-        return _alignment(ctx.sr, R, S, rest[0] if rest else None, E, *ctx.shape), None, None, None
+        E = _end_cells(torch.zeros_like(R), n, m, grad.to(R.dtype))
+        out = _alignment(ctx.sr, R, S, rest[0] if rest else None, E, *ctx.shape)
+        return out.to(ctx.dtype), None, None, None
 
 
 def _prepare(cost, lengths, band):
@@ -171,8 +184,8 @@ def _prepare(cost, lengths, band):
     else:
         if not isinstance(lengths, (tuple, list)) or len(lengths) != 2:
             raise TypeError("lengths must be a pair (n, m) of integer tensors of shape batch")
-        n = _check_lengths(lengths[0], batch_shape, N, name="lengths[0]", device=c.device).reshape(B)
-        m = _check_lengths(lengths[1], batch_shape, M, name="lengths[1]", device=c.device).reshape(B)
+        n = _check_lengths(lengths[0], batch_shape, N, name="lengths[0]", device=c.device, of="cost").reshape(B)
+        m = _check_lengths(lengths[1], batch_shape, M, name="lengths[1]", device=c.device, of="cost").reshape(B)
     keep = None
     if bool((n < N).any()) or bool((m < M).any()):
         keep = (torch.arange(N, device=c.device)[:, None] < n[:, None, None]) & (
@@ -208,7 +221,9 @@ def soft_dtw(cost: torch.Tensor, beta=1.0, *, lengths=None, band=None) -> torch.
     :param lengths: optional pair ``(n, m)`` of integer tensors of shape ``batch``: only ``cost[..., :n,
         :m]`` is used and the alignment ends at ``(n-1, m-1)``.
     :param band: optional Sakoe-Chiba band: cells with ``|i - j| > band`` are excluded.
-    :returns: free energies of shape ``batch``.
+    :returns: free energies of shape ``batch``, in the dtype of ``cost``; the recursion accumulates in
+        float64 (alignments of different lengths leave no exact normalisation per anti-diagonal, and float32
+        would lose the differences of size 1 between alignment energies of size 1e6).
 
     Example::
 

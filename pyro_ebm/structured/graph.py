@@ -35,7 +35,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .._validation import check_finite
-from .semiring import Semiring
+from .semiring import Semiring, _wide_dtype
 
 __all__ = ["Graph", "compose", "intersect", "forward_score", "viterbi_score", "viterbi_path"]
 
@@ -486,20 +486,20 @@ class _ForwardScore(torch.autograd.Function):
     @staticmethod
     def forward(ctx, energy, beta, plan):
         sr = Semiring(beta)
-        s = sr.to_log(energy[:, plan.perm])
+        s = sr._to_log(energy[:, plan.perm].to(_wide_dtype(energy)))  # paths differ in length: see _wide_dtype
         alpha, logz, bp, chosen = _forward(sr, s, plan)
-        ctx.sr, ctx.plan = sr, plan
+        ctx.sr, ctx.plan, ctx.dtype = sr, plan, energy.dtype
         ctx.save_for_backward(s, alpha, logz, *((bp, chosen) if sr.tropical else ()))
-        return sr.from_log(logz)
+        return sr._from_log(logz).to(energy.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         s, alpha, logz, *rest = ctx.saved_tensors
         bp, chosen = rest if rest else (None, None)
-        flow = _backward(ctx.sr, s, ctx.plan, alpha, logz, bp, chosen, grad)
-        out = torch.empty_like(flow)
-        out[:, ctx.plan.perm] = flow
+        flow = _backward(ctx.sr, s, ctx.plan, alpha, logz, bp, chosen, grad.to(s.dtype))
+        out = torch.empty_like(flow, dtype=ctx.dtype)
+        out[:, ctx.plan.perm] = flow.to(ctx.dtype)
         return out, None, None
 
 
@@ -511,8 +511,19 @@ def _as_list(graphs, what: str):
     raise TypeError(f"graphs must be a Graph or a non-empty list of Graphs for {what}, got {type(graphs).__name__}")
 
 
-def _energies(graphs):
+def _energies(graphs, single: bool, name: str):
+    """The arc energies of ``graphs`` concatenated, ``batch + (total arcs,)``, and the batch shape. Raises
+    if an energy is NaN (a learnable energy that diverged); ``+inf`` is kept: it forbids the arc."""
     es = [g.energy for g in graphs]
+    for k, e in enumerate(es):
+        nan = torch.isnan(e.detach())
+        if bool(nan.any()):
+            where = nan.nonzero()[0].tolist()
+            arc = f"arc {where[-1]}" + (f" at batch index {tuple(where[:-1])}" if len(where) > 1 else "")
+            raise ValueError(
+                f"{name if single else f'{name}[{k}]'} has an arc energy that is NaN ({arc}, "
+                f"{int(nan.sum())} NaN in all); arc energies must be numbers or +inf (a forbidden arc)"
+            )
     dtype = es[0].dtype
     for e in es[1:]:
         dtype = torch.promote_types(dtype, e.dtype)
@@ -531,6 +542,9 @@ def forward_score(graphs, beta=1.0) -> torch.Tensor:
     :returns: shape ``batch`` for one graph, ``batch + (len(graphs),)`` for a list; ``+inf`` where no
         accepting path exists. Differentiable: the gradient with respect to each arc energy is the
         probability that a path uses the arc (at ``beta = inf``, the indicator of the Viterbi path).
+        The dtype is that of the energies; the recursion accumulates in float64 (paths of different lengths
+        leave no exact normalisation per level, and float32 would lose the differences of size 1 between
+        path energies of size 1e6). An arc energy may be ``+inf`` (a forbidden arc); a NaN raises.
 
     Example::
 
@@ -546,9 +560,14 @@ def forward_score(graphs, beta=1.0) -> torch.Tensor:
         >>> forward_score(g, beta=float("inf"))
         tensor(0.5000)
     """
+    return _forward_score(graphs, beta, "graphs")
+
+
+def _forward_score(graphs, beta, name: str) -> torch.Tensor:
+    """:func:`forward_score`, with ``name`` for the graphs in error messages."""
     sr = Semiring(beta)
     graphs, single = _as_list(graphs, "forward_score")
-    energy, batch = _energies(graphs)
+    energy, batch = _energies(graphs, single, name)
     plan = _Plan([g._arrays() for g in graphs], "forward_score", energy.device)
     B = int(math.prod(batch))
     out = _ForwardScore.apply(energy.reshape(B, energy.shape[-1]), sr.beta, plan)
@@ -596,11 +615,11 @@ def viterbi_path(graphs):
         if g.energy.dim() != 1:
             raise ValueError(f"graphs{'' if single else f'[{k}]'} must have one energy per arc (shape (A,)) for "
                              f"viterbi_path, got energy of shape {tuple(g.energy.shape)}; decode a batch as a list")
-    energy, _ = _energies(graphs)
+    energy, _ = _energies(graphs, single, "graphs")
     plan = _Plan([g._arrays() for g in graphs], "viterbi_path", energy.device)
     sr = Semiring(math.inf)
     with torch.no_grad():
-        s = sr.to_log(energy[plan.perm].unsqueeze(0))
+        s = sr._to_log(energy[plan.perm].unsqueeze(0).to(_wide_dtype(energy)))  # as in forward_score
         alpha, logz, bp, chosen = _forward(sr, s, plan)
     bp, chosen = bp[0].cpu().numpy(), chosen[0].cpu().numpy()
     perm, src = plan.perm.cpu().numpy(), plan.src.cpu().numpy()

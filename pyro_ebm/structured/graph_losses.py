@@ -24,7 +24,7 @@ import torch
 
 from .. import losses
 from .._validation import check_beta
-from .graph import Graph, _as_list, forward_score, viterbi_path, viterbi_score
+from .graph import Graph, _as_list, _forward_score, viterbi_path
 
 __all__ = ["graph_nll", "graph_perceptron", "graph_hinge", "hamming_distance"]
 
@@ -34,7 +34,7 @@ def _score(graphs, beta, name: str) -> torch.Tensor:
         isinstance(graphs, (list, tuple)) and graphs and all(isinstance(g, Graph) for g in graphs)
     ):
         raise TypeError(f"{name} must be a Graph or a non-empty list of Graphs, got {type(graphs).__name__}")
-    return forward_score(graphs, beta)
+    return _forward_score(graphs, beta, name)
 
 
 def _finite(value: torch.Tensor, name: str, what: str) -> torch.Tensor:
@@ -174,6 +174,10 @@ def hamming_distance(a, b) -> int:
             s = s.tolist()
         if isinstance(s, (str, bytes)) or not hasattr(s, "__len__"):
             raise TypeError(f"{name} must be a sequence of labels (a list, tuple or 1-D tensor), got {type(s).__name__}")
-        seqs.append(list(s))
+        s = list(s)
+        bad = [v for v in s if isinstance(v, bool) or not isinstance(v, numbers.Integral)]
+        if bad:
+            raise TypeError(f"{name} must hold integer labels, got {bad[0]!r}")
+        seqs.append(s)
     a, b = seqs
     return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
