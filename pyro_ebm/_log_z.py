@@ -15,13 +15,26 @@ sites it depends on. An ``energy_factor`` has no variable of its own: over laten
 (an unnormalized joint density), which is how energies enter Pyro programs, so only its dependence on
 parameters is flagged. A theta-free energy never reaches them. Evaluations without gradients (``Predictive``
 runs under ``torch.no_grad``; ``log_prob`` called outside a trace) carry no graph and are not checked.
-The result is cached per site and energy code; Python's warning filters show the warning once per site.
+The result is cached per site and energy code.
+
+The warning is given once per site (with its energy code and what it depends on) per inference: per
+``pyro.infer`` object (``MCMC``, ``SVI``, an ELBO, ...), the outermost one among the calls evaluating the
+log-density, and once per process for evaluations outside any (``log_prob_sum`` called by hand). Pyro
+re-traces the model at every potential or ELBO evaluation, so leaving the repetition to Python's warning
+filters would repeat it thousands of times in one NUTS run under ``warnings.simplefilter("always")``.
+
+The same missing normalizer rules out ancestral sampling: ``pyro.infer.Predictive`` runs the model forward,
+drawing every site it has no samples of from its distribution, and a Gibbs-Boltzmann site has no sampler
+(its ``sample()`` only gives the point that starts inference). :func:`refuse_ancestral_sample` and
+:func:`refuse_ancestral_factor` make such a run raise instead of returning those points, or draws that
+leave out an ``energy_factor``.
 """
 
 from __future__ import annotations
 
 import sys
 import warnings
+import weakref
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
@@ -37,6 +50,10 @@ class DoublyIntractableWarning(UserWarning):
 #: (site name, energy code) -> names of the sites its log-factor was found to depend on (empty: none)
 _RESULTS: Dict[tuple, Tuple[str, ...]] = {}
 _MAX_NODES = 200_000
+#: inference object -> the warnings (what, site, energy code, dependencies) already given during it
+_WARNED_IN: "weakref.WeakKeyDictionary[object, set]" = weakref.WeakKeyDictionary()
+#: the same for evaluations outside any inference object
+_WARNED: set = set()
 
 
 def code_key(energy) -> object:
@@ -117,7 +134,35 @@ def _check(key, trace_targets, out, stop, what: str, name: str) -> None:
         deps = _reached(out, targets, stop)
         _RESULTS[key] = deps
     if deps:
-        warnings.warn(_message(what, name, deps), DoublyIntractableWarning, stacklevel=4)
+        _warn_once((what, *key, deps), _message(what, name, deps))
+
+
+def _inference_object():
+    """The outermost ``pyro.infer`` object (``MCMC``, ``SVI``, an ELBO, ...) whose method is among the
+    calls on the stack, or ``None``."""
+    found, frame = None, sys._getframe(1)
+    while frame is not None:
+        if "self" in frame.f_code.co_varnames:
+            obj = frame.f_locals.get("self")
+            if obj is not None and any(c.__module__.startswith("pyro.infer") for c in type(obj).__mro__):
+                found = obj
+        frame = frame.f_back
+    return found
+
+
+def _warn_once(key: tuple, message: str) -> None:
+    """Warn unless this ``key`` was warned about during the same inference (see the module docstring)."""
+    owner = _inference_object()
+    seen = _WARNED
+    if owner is not None:
+        try:
+            seen = _WARNED_IN.setdefault(owner, set())
+        except TypeError:  # cannot be weakly referenced: once per process
+            pass
+    if key in seen:
+        return
+    seen.add(key)
+    warnings.warn(message, DoublyIntractableWarning, stacklevel=5)
 
 
 def _contains(fn, dist_obj) -> bool:
@@ -183,3 +228,91 @@ def check_factor(name: str, energy: torch.Tensor) -> None:
         return out
 
     _check(key, targets, energy, None, "energy_factor", name)
+
+
+# ------------------------------------------------------------------------------------------------------
+# ancestral sampling (pyro.infer.Predictive)
+
+
+def _predictive_draws() -> bool:
+    """Whether ``pyro.infer.Predictive`` is running the model forward to draw its sites: its functions are
+    on the stack and no ``InitMessenger`` sets the values (Predictive's own shape discovery and every
+    ``init_to_*`` strategy draw initial points, which is what ``GibbsBoltzmann.sample`` is for)."""
+    if torch.is_grad_enabled():  # Predictive runs the model under torch.no_grad
+        return False
+    from pyro.infer import predictive
+    from pyro.infer.autoguide.initialization import InitMessenger
+    from pyro.poutine.runtime import _PYRO_STACK
+
+    if any(isinstance(m, InitMessenger) for m in _PYRO_STACK):
+        return False
+    codes = {f.__code__ for f in (getattr(predictive, n, None) for n in ("_predictive", "_predictive_sequential"))
+             if callable(f)}
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+_INSTEAD = (
+    "run MCMC on the model (pyro.infer.MCMC with NUTS) and pass its samples as "
+    "pyro.infer.Predictive(model, posterior_samples=mcmc.get_samples()), which then draws only the other "
+    "sites; for an energy alone, pyro_ebm.mcmc.sample draws from exp(-beta F)"
+)
+
+
+def refuse_ancestral_sample(dist_obj) -> None:
+    """Called by ``GibbsBoltzmann.sample``: raise ``NotImplementedError`` when ``Predictive`` draws the site."""
+    if not _predictive_draws():
+        return
+    name, frame = None, sys._getframe(1)
+    for _ in range(8):  # the Pyro message being sampled names the site
+        if frame is None:
+            break
+        msg = frame.f_locals.get("msg") if "msg" in frame.f_code.co_varnames else None
+        if isinstance(msg, dict) and _contains(msg.get("fn"), dist_obj):
+            name = msg.get("name")
+            break
+        frame = frame.f_back
+    site = f"GibbsBoltzmann site {name!r}" if name else "a GibbsBoltzmann site"
+    raise NotImplementedError(
+        f"pyro.infer.Predictive cannot draw {site} by ancestral sampling: exp(-beta F) is unnormalized and "
+        "has no direct sampler (GibbsBoltzmann.sample() only gives the point that starts inference, e.g. "
+        f"zeros). To draw it, {_INSTEAD}."
+    )
+
+
+def _is_delta(fn) -> bool:
+    while fn is not None:
+        if isinstance(fn, torch.distributions.Distribution) and type(fn).__name__ == "Delta":
+            return True
+        fn = getattr(fn, "base_dist", None)
+    return False
+
+
+def refuse_ancestral_factor(name: str) -> None:
+    """Called by :func:`~pyro_ebm.energy_factor`: raise ``NotImplementedError`` when ``Predictive`` has
+    drawn sites before this factor, whose draws then leave the factor out."""
+    if not _predictive_draws():
+        return
+    from pyro.poutine.runtime import _PYRO_STACK
+    from pyro.poutine.trace_messenger import TraceMessenger
+
+    drawn = []
+    for m in _PYRO_STACK:
+        if not isinstance(m, TraceMessenger):
+            continue
+        for site_name, site in m.trace.nodes.items():
+            if (site["type"] == "sample" and not site["is_observed"] and site_name not in drawn
+                    and type(site["fn"]).__name__ != "_Subsample" and not _is_delta(site["fn"])
+                    and not site.get("infer", {}).get("is_auxiliary")):
+                drawn.append(site_name)
+    if drawn:
+        raise NotImplementedError(
+            f"pyro.infer.Predictive drew the sites {drawn} by ancestral sampling, from their own distributions, "
+            f"which leaves out energy_factor {name!r}: the factor exp(-beta F) reweights the model's density "
+            f"and a forward run cannot. To draw them, {_INSTEAD}; for discrete sites, "
+            "pyro.infer.infer_discrete draws them exactly."
+        )

@@ -114,10 +114,9 @@ def test_predictive_prior_and_posterior():
         y = pyro.sample("y", GibbsBoltzmann(double_well, beta=2.0, event_shape=(2,)))
         return pyro.sample("obs", dist.Normal(y.sum(-1), 0.5), obs=obs)
 
-    prior = Predictive(cond_model, num_samples=11)()
-    assert prior["y"].shape == (11, 2) and prior["obs"].shape == (11,)
-    # without MCMC, y comes from the documented initial distribution: the origin
-    assert torch.equal(prior["y"], torch.zeros(11, 2))
+    # exp(-beta F)/Z cannot be drawn ancestrally: Predictive without samples says so (it once returned zeros)
+    with pytest.raises(NotImplementedError, match="GibbsBoltzmann site 'y'.*posterior_samples"):
+        Predictive(cond_model, num_samples=11)()
     post_y = torch.randn(7, 2)
     post = Predictive(cond_model, posterior_samples={"y": post_y})()
     assert post["obs"].shape == (7,)
