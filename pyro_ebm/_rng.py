@@ -31,10 +31,12 @@ def make_generator(seed, device=None, name: str = "seed") -> torch.Generator:
     >>> bool(torch.rand(1, generator=make_generator(3)) == torch.rand(1, generator=make_generator(3)))
     True
     """
+    from ._validation import check_device
+
     seed = check_seed(seed, name)
     if isinstance(seed, torch.Generator):
         return seed
-    gen = torch.Generator(device=device if device is not None else "cpu")
+    gen = torch.Generator(device=check_device(device) if device is not None else "cpu")
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
     gen.manual_seed(int(seed))

@@ -18,6 +18,7 @@ __all__ = [
     "check_finite",
     "check_real",
     "check_some_finite",
+    "check_device",
     "MAX_ENUMERATION",
 ]
 
@@ -57,12 +58,18 @@ def check_beta(beta, *, allow_inf: bool = False, name: str = "beta"):
     return beta
 
 
-def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
-    """Validate an integer count such as a number of restarts, steps or samples."""
+MAX_COUNT = 2**31 - 1  # the largest count (steps, samples, sizes) the library accepts: int32 indexing
+
+
+def check_positive_int(value, name: str, *, minimum: int = 1, maximum: int = MAX_COUNT) -> int:
+    """Validate an integer count such as a number of restarts, steps or samples (at most ``maximum``: a
+    count beyond it could only hang or fail to allocate)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name} must be an integer <= {maximum}, got {value}")
     return int(value)
 
 
@@ -79,6 +86,13 @@ def check_finite(value: torch.Tensor, name: str, *, allow_pos_inf: bool = False)
             f"{name} must be {allowed}, but {count} of {value.numel()} entries are not "
             f"(first at index {idx}: {kind})"
         )
+
+
+def surely_finite(value: torch.Tensor) -> bool:
+    """A cheap test for hot paths (one reduction): ``True`` when every entry of ``value`` is finite, ``False``
+    when some entry may not be (the sum is NaN or inf, which an overflow of large finite entries also gives):
+    then check exactly."""
+    return value.numel() == 0 or math.isfinite(float(value.detach().sum()))
 
 
 def check_beta_batch(beta, batch_shape, *, name: str = "beta", what: str = "the batch shape") -> torch.Size:
@@ -124,3 +138,17 @@ def check_some_finite(energies: torch.Tensor, name: str) -> None:
             f"{name}: every candidate has energy +inf in batch row {idx} ({int(dead.sum())} such rows); "
             "at least one candidate per row needs a finite energy"
         )
+
+
+def check_device(device, name: str = "device") -> torch.device:
+    """``device`` (a ``torch.device`` or a name such as ``"cpu"``, ``"cuda:0"``) as a ``torch.device``; a
+    ``TypeError``/``ValueError`` naming ``name`` instead of torch's own error for anything else."""
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, (str, int)) or isinstance(device, bool):
+        raise TypeError(f"{name} must be a torch.device or a device name such as 'cpu' or 'cuda', got {device!r}")
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{name} must be a torch.device or a device name such as 'cpu' or 'cuda', "
+                         f"got {device!r}") from None

@@ -12,7 +12,7 @@ from typing import Tuple, Union
 
 import torch
 
-from ._validation import check_positive_int, check_real
+from ._validation import check_finite, check_positive_int, check_real, surely_finite
 
 __all__ = [
     "double_well_energy",
@@ -67,7 +67,13 @@ def double_well_energy(y: torch.Tensor, barrier: float = 1.0, tilt: float = 0.0)
         raise TypeError(f"y must be a floating-point tensor of shape [..., 2], got {_describe(y)}")
     barrier = check_real(barrier, "barrier")
     tilt = check_real(tilt, "tilt")
-    return barrier * (y[..., 0] ** 2 - 1) ** 2 + 0.5 * y[..., 1] ** 2 + tilt * y[..., 0]
+    out = barrier * (y[..., 0] ** 2 - 1) ** 2 + 0.5 * y[..., 1] ** 2 + tilt * y[..., 0]
+    if not surely_finite(out):  # one cheap check of the output
+        if torch.isnan(y).any():
+            check_finite(y, "y")
+        # a point at infinity (an HMC proposal that overflowed) has energy +inf: zero probability, rejected
+        out = torch.where(torch.isinf(y).any(-1), math.inf, out)
+    return out
 
 
 def multimodal_regression(n: int, noise: float = 0.05, seed: Seed = 0) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -118,6 +124,17 @@ def eight_gaussians_log_prob(y: torch.Tensor, radius: float = 2.0, std: float = 
 def _check_y2(y) -> None:
     if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.dim() < 1 or y.shape[-1] != 2:
         raise TypeError(f"y must be a floating-point tensor of shape [..., 2], got {_describe(y)}")
+    check_finite(y, "y")
+
+
+def _radii(radii) -> torch.Tensor:
+    try:
+        r = torch.tensor(radii, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"radii must be a sequence of positive numbers, got {radii!r}") from None
+    if r.dim() != 1 or r.numel() == 0 or not bool(torch.isfinite(r).all()) or bool((r <= 0).any()):
+        raise ValueError(f"radii must be a non-empty sequence of finite positive numbers, got {radii!r}")
+    return r
 
 
 #: the uneven mixture: weights, means and standard deviations of its four components
@@ -187,12 +204,7 @@ def rings(n: int, radii=(0.8, 1.6, 2.4), noise: float = 0.08, seed: Seed = 0) ->
     """Concentric rings with the given radii (points spread evenly over the rings' length), shape ``[n, 2]``."""
     n = check_positive_int(n, "n")
     noise = check_real(noise, "noise", minimum=0)
-    try:
-        r = torch.tensor(radii, dtype=torch.float32)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"radii must be a sequence of positive numbers, got {radii!r}") from None
-    if r.dim() != 1 or r.numel() == 0 or not bool(torch.isfinite(r).all()) or bool((r <= 0).any()):
-        raise ValueError(f"radii must be a non-empty sequence of finite positive numbers, got {radii!r}")
+    r = _radii(radii).float()
     g = _gen(seed)
     k = torch.multinomial(r / r.sum(), n, replacement=True, generator=g)
     angle = 2 * math.pi * torch.rand(n, generator=g)
@@ -209,7 +221,7 @@ def rings_log_prob(y: torch.Tensor, radii=(0.8, 1.6, 2.4), noise: float = 0.08) 
     """
     _check_y2(y)
     noise = check_real(noise, "noise", minimum=0, strict=True)
-    r = torch.as_tensor(radii, dtype=y.dtype, device=y.device)
+    r = _radii(radii).to(dtype=y.dtype, device=y.device)
     rho = y.norm(dim=-1, keepdim=True)
     log_n = lambda v: -0.5 * ((v - r) / noise) ** 2 - math.log(noise * math.sqrt(2 * math.pi))  # noqa: E731
     log_mix = torch.logsumexp(torch.logaddexp(log_n(rho), log_n(-rho)) + (r / r.sum()).log(), -1)

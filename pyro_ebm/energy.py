@@ -25,9 +25,9 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from ._validation import check_finite
+from ._validation import check_finite, surely_finite
 
-__all__ = ["Energy", "LatentEnergy", "as_energy", "check_energy_output", "batch_shape_of", "call_energy"]
+__all__ = ["Energy", "LatentEnergy", "as_energy", "check_energy_output", "batch_shape_of"]
 
 
 def _as_size(shape, name: str) -> torch.Size:
@@ -48,11 +48,29 @@ def batch_shape_of(value: torch.Tensor, event_shape: torch.Size, name: str = "y"
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     k = len(event_shape)
     if value.dim() < k or tuple(value.shape[value.dim() - k :]) != tuple(event_shape):
+        event_shape = _as_size(event_shape, "event_shape")
         raise ValueError(
             f"{name} must have shape batch + event_shape = (..., {', '.join(map(str, event_shape))}), "
             f"got {tuple(value.shape)}"
         )
     return value.shape[: value.dim() - k]
+
+
+def check_inputs_finite(inputs) -> None:
+    """Raise a ``ValueError`` naming the first floating tensor of ``inputs`` (``[(name, value), ...]``) that
+    holds NaN or inf. Called when an energy's output is not finite, to blame a bad input rather than the
+    energy."""
+    for input_name, value in inputs:
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not surely_finite(value):
+            check_finite(value, input_name)
+
+
+def _describe_inputs(inputs, event_shape) -> str:
+    shapes = [f"{n} of shape {tuple(v.shape)}" for n, v in inputs if isinstance(v, torch.Tensor)]
+    text = f" (evaluated at {', '.join(shapes)}" if shapes else ""
+    if event_shape is not None:
+        text += ("; " if text else " (") + f"event_shape {tuple(event_shape)}"
+    return text + ")" if text else ""
 
 
 def check_energy_output(
@@ -61,18 +79,27 @@ def check_energy_output(
     *,
     name: str = "energy",
     check_finite_values: bool = True,
+    inputs=(),
+    event_shape: Optional[Sequence[int]] = None,
 ) -> torch.Tensor:
     """Check that an energy returned a tensor of the batch shape (up to broadcasting with conditioning).
 
     The output must have exactly ``len(batch_shape)`` dimensions and ``batch_shape`` must broadcast to it
     (conditioning ``x`` may carry a larger batch). With ``check_finite_values`` a NaN or ``-inf`` energy is
     an error that says where; ``+inf`` (zero probability) is allowed.
+
+    :param inputs: ``[(name, tensor), ...]``, what the energy was evaluated at: a shape error gives their
+        shapes, and a NaN or ``-inf`` output is blamed on the first of them that holds NaN or inf.
+    :param event_shape: the event shape the batch shape was read with (named in a shape error).
     """
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must return a torch.Tensor, got {type(value).__name__}")
-    batch_shape = tuple(batch_shape)
+    try:
+        batch_shape = tuple(torch.Size(batch_shape))
+    except (TypeError, ValueError):
+        raise TypeError(f"batch_shape must be a tuple of non-negative ints, got {batch_shape!r}") from None
     ok = value.dim() == len(batch_shape)
-    if ok:
+    if ok and tuple(value.shape) != batch_shape:  # (torch.broadcast_shapes is slow: only when needed)
         try:
             ok = tuple(torch.broadcast_shapes(value.shape, batch_shape)) == tuple(value.shape)
         except RuntimeError:
@@ -84,12 +111,24 @@ def check_energy_output(
         elif value.dim() > len(batch_shape):
             hint = " (did it forget to reduce over the event dimensions?)"
         raise ValueError(
-            f"{name} must return one value per batch element, shape {batch_shape}, "
-            f"got shape {tuple(value.shape)}{hint}"
+            f"{name} must return one value per batch element, batch_shape {batch_shape}"
+            f"{_describe_inputs(inputs, event_shape)}, got shape {tuple(value.shape)}{hint}"
         )
-    if check_finite_values:
+    if not check_finite_values or surely_finite(value):  # the common case: one cheap reduction
+        return value
+    if bool((torch.isnan(value) | torch.isneginf(value)).any()):
+        check_inputs_finite(inputs)
         check_finite(value, f"{name} output", allow_pos_inf=True)
     return value
+
+
+def _check_energy_call(out, batch, name, inputs, event_shape) -> None:
+    """The output checks of :meth:`Energy.energy`: shape, and no NaN/``-inf``; a non-finite output
+    (``+inf`` included) is first blamed on a non-finite input."""
+    check_energy_output(out, batch, name=name, check_finite_values=False, inputs=inputs, event_shape=event_shape)
+    if not surely_finite(out) and not bool(torch.isfinite(out).all()):
+        check_inputs_finite(inputs)
+        check_finite(out, f"{name} output", allow_pos_inf=True)
 
 
 _MISMATCH_HINTS = ("size of tensor", "must match the size", "shape", "broadcast", "expected scalar type",
@@ -172,9 +211,9 @@ class Energy(nn.Module):
     def energy(self, y: torch.Tensor, x=None, *, check: bool = True) -> torch.Tensor:
         """Evaluate the energy with the shape (and, with ``check``, finiteness) contract enforced."""
         batch = batch_shape_of(y, self.event_shape, "y")
-        out = self(y) if x is None else self(y, x)
+        out = call_energy(self, y, x)
         if check:
-            check_energy_output(out, batch, name=self._label())
+            _check_energy_call(out, batch, self._label(), (("y", y), ("x", x)), self.event_shape)
         return out
 
     def _label(self) -> str:
@@ -213,9 +252,9 @@ class LatentEnergy(Energy):
             raise ValueError(
                 f"the batch shapes of y {tuple(yb)} and z {tuple(zb)} must broadcast"
             ) from None
-        out = self(y, z) if x is None else self(y, z, x)
+        out = call_energy(self, y, x, z)
         if check:
-            check_energy_output(out, batch, name=self._label())
+            _check_energy_call(out, batch, self._label(), (("y", y), ("z", z), ("x", x)), self.event_shape)
         return out
 
 

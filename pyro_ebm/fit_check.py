@@ -576,8 +576,8 @@ def check_fit(
         negatives = _as_points(negatives, "negatives").detach()
         if tuple(negatives.shape[1:]) != event:
             raise ValueError(
-                f"negatives must have shape [M, *event_shape] = [M, {', '.join(map(str, event))}], "
-                f"got {tuple(negatives.shape)}"
+                f"negatives must have shape [M, *event_shape] = [M, {', '.join(map(str, event))}] (the event "
+                f"shape of the energy and of heldout), got {tuple(negatives.shape)}"
             )
         if negatives.shape[0] < 2:
             raise ValueError(f"negatives needs at least 2 rows, got {negatives.shape[0]}")

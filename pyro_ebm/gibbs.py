@@ -21,12 +21,30 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 from pyro.distributions.torch_distribution import TorchDistribution
+from pyro.distributions.util import is_validation_enabled
 from torch.distributions import biject_to
 
 from . import _log_z
 from ._log_z import DoublyIntractableWarning
-from ._validation import MAX_ENUMERATION, check_beta, check_beta_batch, check_some_finite
-from .energy import Energy, _as_size, as_energy, batch_shape_of, call_energy, check_energy_output
+from ._validation import (
+    MAX_ENUMERATION,
+    check_beta,
+    check_beta_batch,
+    check_finite,
+    check_positive_int,
+    check_some_finite,
+    surely_finite,
+)
+from .energy import (
+    Energy,
+    _as_size,
+    _check_energy_call,
+    as_energy,
+    batch_shape_of,
+    call_energy,
+    check_energy_output,
+    check_inputs_finite,
+)
 
 __all__ = ["GibbsBoltzmann", "DiscreteGibbs", "energy_factor", "product_values", "DoublyIntractableWarning"]
 
@@ -40,17 +58,20 @@ class GibbsBoltzmann(TorchDistribution):
 
     ``log_prob(y) = -beta * F(y, x)``: the log partition function is *not* subtracted (it is intractable
     in general; :mod:`pyro_ebm.partition` estimates it). That is exactly what MCMC, MAP and SVI need, so a
-    ``pyro.sample`` site with this distribution works with NUTS/HMC, ``Predictive``, autoguides
-    (``AutoDelta``, ``AutoNormal``, ...), plates, ``max_plate_nesting`` guessing and every ``init_to_*``
-    strategy.
+    ``pyro.sample`` site with this distribution works with NUTS/HMC, ``Predictive`` on posterior samples,
+    autoguides (``AutoDelta``, ``AutoNormal``, ...), plates, ``max_plate_nesting`` guessing and every
+    ``init_to_*`` strategy.
 
     **What** ``.sample()`` **returns.** Exact sampling needs MCMC (:func:`pyro_ebm.mcmc.sample` or Pyro's
     ``MCMC``). Outside MCMC, ``.sample()`` returns draws from the *initial distribution* ``init``: if
     ``init`` is a distribution, fresh draws from it; if it is a tensor, that point (broadcast to the
     requested shape); by default the point ``biject_to(support)(0)`` (the origin for real ``y``, ``1`` for a
-    positive ``y``, ...). This is what Pyro uses to start inference (``init_to_sample``, ``init_to_median``)
-    and what ``Predictive`` returns for an unconditioned site; it is **not** a draw from ``exp(-beta F)``.
-    ``.mean`` raises ``NotImplementedError`` (so ``init_to_mean`` falls back to the median).
+    positive ``y``, ...). This is what Pyro uses to start inference (``init_to_sample``, ``init_to_median``);
+    it is **not** a draw from ``exp(-beta F)``. So ``pyro.infer.Predictive``, which draws every site it has
+    no samples of by running the model forward, raises ``NotImplementedError`` for this site instead of
+    returning those points: run MCMC and give ``Predictive(model, posterior_samples=mcmc.get_samples())``
+    (an observed site, ``obs=``, needs no draws). ``.mean`` raises ``NotImplementedError`` (so
+    ``init_to_mean`` falls back to the median).
 
     :param energy: an :class:`~pyro_ebm.Energy` or a callable ``F(y[, x])`` returning shape ``batch``.
     :param beta: inverse temperature, a positive float or a tensor broadcastable to the batch shape
@@ -60,11 +81,13 @@ class GibbsBoltzmann(TorchDistribution):
     :param event_shape: shape of one ``y``; defaults to the energy's own ``event_shape``.
     :param support: a ``torch.distributions.constraints`` constraint (default ``real``). Inference runs
         in the unconstrained space of ``biject_to(support)``.
-    :param init: initial distribution (a distribution with the same event shape) or an initial point.
+    :param init: initial distribution (a distribution with the same event shape) or an initial point (a
+        finite floating-point tensor ``[*batch, *event_shape]``).
     :param batch_shape: batch shape of the distribution (Pyro's plates expand it automatically). The
         distribution's ``batch_shape`` is this broadcast with a tensor ``beta``'s shape and with ``x``'s
         batch shape; ``x``'s batch shape is read off the energy's output at one unbatched ``y`` (one extra
-        energy evaluation when ``x`` is given), never guessed from ``x.dim()``.
+        energy evaluation when ``x`` is given, and one more at two points when that output has a batch, to
+        check that the energy reduces over the event), never guessed from ``x.dim()``.
     :param constant_log_z: ``True`` asserts that :math:`\log Z` does not depend on the latent sites or
         parameters the energy reads (a location family :math:`F(y - \mu)`, say), which silences the
         check below. Default ``False``.
@@ -146,7 +169,10 @@ class GibbsBoltzmann(TorchDistribution):
                 f"init distribution must have event_shape {tuple(event_shape)}, got {tuple(init.event_shape)}"
             )
         if isinstance(init, torch.Tensor):
+            if not init.is_floating_point():
+                raise TypeError(f"init must be a floating-point tensor (a point of y), got dtype {init.dtype}")
             batch_shape_of(init, event_shape, "init")
+            check_finite(init, "init")
         self.init = init
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
 
@@ -154,10 +180,19 @@ class GibbsBoltzmann(TorchDistribution):
         """The batch shape ``x`` contributes: the shape of ``F(y0, x)`` at one point ``y0`` without batch."""
         like = self._like()
         y0 = biject_to(self._support)(torch.zeros(self.energy.event_shape, dtype=like.dtype, device=like.device))
+        label, inputs = self.energy._label(), (("x", self.x),)
         with torch.no_grad():
             f0 = call_energy(self.energy, y0, self.x)
-        if not isinstance(f0, torch.Tensor):
-            raise TypeError(f"{self.energy._label()} must return a torch.Tensor, got {type(f0).__name__}")
+            if not isinstance(f0, torch.Tensor):
+                raise TypeError(f"{label} must return a torch.Tensor, got {type(f0).__name__}")
+            _check_energy_call(f0, f0.shape, label, inputs, None)
+            if f0.dim():
+                # at two points the output must gain exactly that leading batch dimension (an energy that does
+                # not reduce over the event would otherwise pass for one whose x has an extra batch dimension)
+                y2 = y0.expand((2,) + (1,) * f0.dim() + tuple(y0.shape))
+                f2 = call_energy(self.energy, y2, self.x)
+                check_energy_output(f2, (2,) + tuple(f0.shape), name=label, check_finite_values=False,
+                                    inputs=(("y", y2),) + inputs, event_shape=self.energy.event_shape)
         return f0.shape
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
@@ -165,6 +200,7 @@ class GibbsBoltzmann(TorchDistribution):
         return constraints.independent(self._support, len(self.event_shape)) if self.event_shape else self._support
 
     def expand(self, batch_shape, _instance=None):
+        batch_shape = _check_expand(batch_shape, self.batch_shape)
         new = self._get_checked_instance(GibbsBoltzmann, _instance)
         new.energy, new.beta, new.x, new._support, new.init = self.energy, self.beta, self.x, self._support, self.init
         new.constant_log_z = self.constant_log_z
@@ -183,7 +219,8 @@ class GibbsBoltzmann(TorchDistribution):
             )
         _broadcast_or_raise(batch, self.batch_shape, "value's batch shape", "the distribution's batch_shape")
         f = call_energy(self.energy, value, self.x, names=("value", "x"))
-        check_energy_output(f, batch, name=self.energy._label(), check_finite_values=bool(self._validate_args))
+        check_energy_output(f, batch, name=self.energy._label(), check_finite_values=bool(self._validate_args),
+                            inputs=(("value", value), ("x", self.x)), event_shape=self.event_shape)
         lp = -_beta_tensor(self.beta, f) * f
         if lp.requires_grad and not self.constant_log_z and torch.is_grad_enabled():
             log_z = getattr(self, "log_z", None)  # a subclass whose normalizer moves with theta is complete
@@ -193,8 +230,11 @@ class GibbsBoltzmann(TorchDistribution):
         return lp.expand(shape) if lp.shape != shape else lp
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        """Draws from the initial distribution (see the class docstring), **not** from ``exp(-beta F)``."""
-        shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
+        """Draws from the initial distribution (see the class docstring), **not** from ``exp(-beta F)``;
+        ``NotImplementedError`` when ``pyro.infer.Predictive`` draws the site."""
+        _log_z.refuse_ancestral_sample(self)
+        sample_shape = _as_size(sample_shape, "sample_shape")
+        shape = sample_shape + self.batch_shape + self.event_shape
         with torch.no_grad():
             if isinstance(self.init, torch.distributions.Distribution):
                 init = self.init.expand(torch.broadcast_shapes(self.init.batch_shape, self.batch_shape))
@@ -220,6 +260,15 @@ class GibbsBoltzmann(TorchDistribution):
             f"GibbsBoltzmann(energy={self.energy._label()}, beta={self.beta}, "
             f"event_shape={tuple(self.event_shape)}, batch_shape={tuple(self.batch_shape)})"
         )
+
+
+def _check_expand(batch_shape, old: torch.Size) -> torch.Size:
+    """``batch_shape`` as a ``torch.Size``, which the distribution's own batch shape ``old`` must broadcast to."""
+    batch_shape = _as_size(batch_shape, "batch_shape")
+    k = len(batch_shape) - len(old)
+    if k < 0 or any(o not in (1, n) for o, n in zip(old, batch_shape[k:])):
+        raise ValueError(f"batch_shape {tuple(batch_shape)} must be an expansion of the batch shape {tuple(old)}")
+    return batch_shape
 
 
 def _broadcast_or_raise(a, b, a_name: str, b_name: str) -> torch.Size:
@@ -309,46 +358,10 @@ class DiscreteGibbs(TorchDistribution):
         max_candidates: int = MAX_ENUMERATION,
         validate_args=None,
     ):
-        if not isinstance(values, torch.Tensor):
-            raise TypeError(f"values must be a tensor of candidates [K, *event_shape], got {type(values).__name__}")
-        if values.dim() == 0 or values.shape[0] == 0:
-            raise ValueError(f"values must have shape [K, *event_shape] with K >= 1, got {tuple(values.shape)}")
-        event_shape = values.shape[1:]
-        self.energy = as_energy(energy, event_shape=event_shape if not isinstance(energy, Energy) else None)
-        if self.energy.event_shape != event_shape:
-            raise ValueError(
-                f"values must have shape [K, *event_shape] = [K, {', '.join(map(str, self.energy.event_shape))}], "
-                f"got {tuple(values.shape)}"
-            )
+        self.energy, self.energies = _candidate_energies(energy, values, beta, x, batch_ndims, max_candidates)
         self.beta = check_beta(beta, allow_inf=True)
         self.values, self.x = values, x
-        k = values.shape[0]
-        if k > max_candidates:
-            raise ValueError(
-                f"values has {k} candidates, more than max_candidates={max_candidates}: too large to "
-                "enumerate exactly; use MCMC (pyro_ebm.mcmc.sample) instead"
-            )
-        # Evaluate all candidates in one call, broadcasting against x's batch dimensions.
-        if batch_ndims is None:
-            with torch.no_grad():
-                f0 = call_energy(self.energy, values[0], x, names=("values", "x"))
-            if not isinstance(f0, torch.Tensor):
-                raise TypeError(f"{self.energy._label()} must return a torch.Tensor, got {type(f0).__name__}")
-            batch_ndims = f0.dim()
-        elif isinstance(batch_ndims, bool) or not isinstance(batch_ndims, int) or batch_ndims < 0:
-            raise ValueError(f"batch_ndims must be an integer >= 0, got {batch_ndims!r}")
-        y = values.reshape((k,) + (1,) * batch_ndims + tuple(event_shape))
-        f = call_energy(self.energy, y, x, names=("values", "x"))
-        check_energy_output(f, y.shape[: 1 + batch_ndims], name=self.energy._label())
-        batch = check_beta_batch(self.beta, f.shape[1:], what="the batch shape of the energies")
-        f = f.reshape((k,) + (1,) * (len(batch) - f.dim() + 1) + tuple(f.shape[1:])).expand((k,) + tuple(batch))
-        if f.numel() > max_candidates:
-            raise ValueError(
-                f"enumerating {k} candidates over batch {tuple(f.shape[1:])} needs {f.numel()} energies, more "
-                f"than max_candidates={max_candidates}; use MCMC (pyro_ebm.mcmc.sample) instead"
-            )
-        self.energies = f.movedim(0, -1)  # [*batch, K]
-        check_some_finite(self.energies, self.energy._label())
+        event_shape = values.shape[1:]
         self.logits = _gibbs_logits(self.energies, self.beta)
         super().__init__(self.energies.shape[:-1], event_shape, validate_args=validate_args)
 
@@ -366,8 +379,8 @@ class DiscreteGibbs(TorchDistribution):
         return _FiniteSet(self.values, len(self.event_shape))
 
     def expand(self, batch_shape, _instance=None):
+        batch_shape = _check_expand(batch_shape, self.batch_shape)
         new = self._get_checked_instance(DiscreteGibbs, _instance)
-        batch_shape = torch.Size(batch_shape)
         new.energy, new.beta, new.values, new.x = self.energy, self.beta, self.values, self.x
         k = self.values.shape[0]
         new.energies = self.energies.expand(batch_shape + (k,))
@@ -389,6 +402,7 @@ class DiscreteGibbs(TorchDistribution):
         return torch.where(idx >= 0, lp, torch.full_like(lp, -math.inf))
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        sample_shape = _as_size(sample_shape, "sample_shape")
         with torch.no_grad():
             idx = self._categorical.sample(sample_shape)
             return self.values[idx]
@@ -421,6 +435,63 @@ class DiscreteGibbs(TorchDistribution):
         v = self.values.to(p.dtype)
         second = torch.tensordot(p, v**2, dims=([p.dim() - 1], [0]))
         return second - self.mean**2
+
+
+def _candidate_energies(energy, values, beta, x, batch_ndims, max_candidates, values_name: str = "values"):
+    """``(energy, energies)``: the energy as an :class:`Energy` and its values at the candidates,
+    ``[*batch, K]``, with every argument of :class:`DiscreteGibbs` checked (``values_name``: how the caller
+    calls ``values``)."""
+    if not isinstance(values, torch.Tensor):
+        raise TypeError(
+            f"{values_name} must be a tensor of candidates [K, *event_shape], got {type(values).__name__}"
+        )
+    if values.dim() == 0 or values.shape[0] == 0:
+        raise ValueError(f"{values_name} must have shape [K, *event_shape] with K >= 1, got {tuple(values.shape)}")
+    if values.is_floating_point():
+        check_finite(values, values_name)
+    max_candidates = check_positive_int(max_candidates, "max_candidates", maximum=math.inf)
+    event_shape = values.shape[1:]
+    energy = as_energy(energy, event_shape=event_shape if not isinstance(energy, Energy) else None)
+    if energy.event_shape != event_shape:
+        raise ValueError(
+            f"{values_name} must have shape [K, *event_shape] = [K, {', '.join(map(str, energy.event_shape))}], "
+            f"got {tuple(values.shape)}"
+        )
+    beta = check_beta(beta, allow_inf=True)
+    label, names = energy._label(), (values_name, "x")
+    k = values.shape[0]
+    if k > max_candidates:
+        raise ValueError(
+            f"{values_name} has {k} candidates, more than max_candidates={max_candidates}: too large to "
+            "enumerate exactly; use MCMC (pyro_ebm.mcmc.sample) instead"
+        )
+    # Evaluate all candidates in one call, broadcasting against x's batch dimensions.
+    if batch_ndims is None:
+        with torch.no_grad():
+            f0 = call_energy(energy, values[0], x, names=names)
+        if not isinstance(f0, torch.Tensor):
+            raise TypeError(f"{label} must return a torch.Tensor, got {type(f0).__name__}")
+        batch_ndims = f0.dim()
+    else:
+        batch_ndims = check_positive_int(batch_ndims, "batch_ndims", minimum=0, maximum=64)
+    y = values.reshape((k,) + (1,) * batch_ndims + tuple(event_shape))
+    f = call_energy(energy, y, x, names=names)
+    inputs = ((values_name, values), ("x", x))
+    check_energy_output(f, y.shape[: 1 + batch_ndims], name=label, check_finite_values=False, inputs=inputs,
+                        event_shape=event_shape)
+    if not surely_finite(f) and not bool(torch.isfinite(f).all()):
+        check_inputs_finite(inputs)
+        check_finite(f, f"{label} output", allow_pos_inf=True)
+    batch = check_beta_batch(beta, f.shape[1:], what="the batch shape of the energies")
+    f = f.reshape((k,) + (1,) * (len(batch) - f.dim() + 1) + tuple(f.shape[1:])).expand((k,) + tuple(batch))
+    if f.numel() > max_candidates:
+        raise ValueError(
+            f"enumerating {k} candidates over batch {tuple(f.shape[1:])} needs {f.numel()} energies, more "
+            f"than max_candidates={max_candidates}; use MCMC (pyro_ebm.mcmc.sample) instead"
+        )
+    energies = f.movedim(0, -1)  # [*batch, K]
+    check_some_finite(energies, label)
+    return energy, energies
 
 
 def _gibbs_logits(energies: torch.Tensor, beta) -> torch.Tensor:
@@ -486,10 +557,13 @@ def energy_factor(
     check_beta(beta)
     if not isinstance(constant_log_z, bool):
         raise TypeError(f"constant_log_z must be True or False, got {constant_log_z!r}")
+    if is_validation_enabled():
+        check_finite(energy.detach(), "energy", allow_pos_inf=True)
     _check_plate_dims(energy)
     check_beta_batch(beta, energy.shape, what="the energy's shape")
     if not constant_log_z:
         _log_z.check_factor(name, energy)
+    _log_z.refuse_ancestral_factor(name)
     log_factor = -_beta_tensor(beta, energy) * energy
     pyro.factor(name, log_factor, has_rsample=has_rsample)
     return log_factor
@@ -530,16 +604,25 @@ def product_values(choices, n: int, *, max_candidates: int = MAX_ENUMERATION) ->
                 [1., 0.],
                 [1., 1.]])
     """
-    choices = torch.as_tensor(choices)
+    try:
+        choices = torch.as_tensor(choices)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"choices must be a 1-D sequence of numbers, got {choices!r}") from None
     if choices.dim() != 1 or choices.numel() == 0:
         raise ValueError(f"choices must be a non-empty 1-D sequence, got shape {tuple(choices.shape)}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    size = choices.numel() ** n
-    if size > max_candidates:
+    if choices.is_floating_point():
+        check_finite(choices, "choices")
+    n = check_positive_int(n, "n")
+    max_candidates = check_positive_int(max_candidates, "max_candidates", maximum=math.inf)
+    k = choices.numel()
+    # k**n > max_candidates as soon as 2**n > max_candidates (k >= 2): never form a huge power
+    if (k == 1 and n > max_candidates) or (k > 1 and (n > max_candidates.bit_length() or k**n > max_candidates)):
+        size = f"{k**n}" if n <= 64 else f"more than 2**{n}"
         raise ValueError(
-            f"{choices.numel()}**{n} = {size} candidates is more than max_candidates={max_candidates}: "
+            f"{k}**{n} = {size} candidates is more than max_candidates={max_candidates}: "
             "too large to enumerate; use MCMC (pyro_ebm.mcmc.sample, block Gibbs) instead"
         )
+    if k == 1:
+        return choices.expand(1, n).clone()
     grids = torch.cartesian_prod(*([choices] * n)) if n > 1 else choices.unsqueeze(-1)
-    return grids.reshape(size, n)
+    return grids.reshape(k**n, n)

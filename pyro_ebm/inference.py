@@ -24,8 +24,17 @@ from torch.distributions import biject_to
 
 from ._weights import importance_summary
 from ._validation import MAX_ENUMERATION, check_beta, check_beta_batch, check_finite, check_positive_int, check_real
-from .energy import Energy, LatentEnergy, as_energy, batch_shape_of, call_energy, check_energy_output
-from .gibbs import DiscreteGibbs, energy_factor
+from .energy import (
+    Energy,
+    LatentEnergy,
+    _check_energy_call,
+    as_energy,
+    batch_shape_of,
+    call_energy,
+    check_energy_output,
+    check_inputs_finite,
+)
+from .gibbs import DiscreteGibbs, _candidate_energies, energy_factor
 
 __all__ = [
     "ArgminResult",
@@ -88,8 +97,7 @@ class ArgminResult(NamedTuple):
 
         Returns a :class:`Minima` when there is no batch, else a list of them (batch flattened, C order).
         """
-        if not tol > 0:
-            raise ValueError(f"tol must be > 0, got {tol}")
+        tol = check_real(tol, "tol", minimum=0.0, strict=True)
         r = self.y.shape[0]
         batch = self.energy.shape[1:]
         event = self.y.shape[1 + len(batch) :]
@@ -189,28 +197,33 @@ def argmin_energy(
         >>> m.values.squeeze(-1).sort().values.round(decimals=3), m.counts.sum().item()
         (tensor([-1.,  1.]), 8)
     """
+    return _argmin(energy, y_init, x, event_shape, support, steps, lr, tol)
+
+
+def _argmin(energy, y_init, x, event_shape, support, steps, lr, tol, init_name="y_init"):
+    """:func:`argmin_energy` with its starting points called ``init_name`` in messages."""
     steps = check_positive_int(steps, "steps")
     lr = check_real(lr, "lr", minimum=0.0, strict=True)
     tol = check_real(tol, "tol", minimum=0.0)
     if not isinstance(y_init, torch.Tensor) or not y_init.is_floating_point():
-        raise TypeError("y_init must be a floating-point tensor [restarts, *batch, *event_shape]")
+        raise TypeError(f"{init_name} must be a floating-point tensor [restarts, *batch, *event_shape]")
     if event_shape is None and not isinstance(energy, Energy):
         event_shape = y_init.shape[1:]
     energy = as_energy(energy, event_shape=event_shape)
     if energy.has_latent:
         raise TypeError("energy has a latent z: use free_energy_min to minimise over z")
-    batch = batch_shape_of(y_init, energy.event_shape, "y_init")
-    if len(batch) < 1:
+    batch = batch_shape_of(y_init, energy.event_shape, init_name)
+    if len(batch) < 1 or batch[0] == 0:
         raise ValueError(
-            f"y_init must have a leading restarts dimension: shape [R, *batch, {tuple(energy.event_shape)}], "
-            f"got {tuple(y_init.shape)}"
+            f"{init_name} must have a leading restarts dimension of size >= 1: shape [R, *batch, "
+            f"{tuple(energy.event_shape)}], got {tuple(y_init.shape)}"
         )
-    check_finite(y_init, "y_init")
+    check_finite(y_init, init_name)
     transform = biject_to(support)
     u0 = transform.inv(y_init)
-    check_finite(u0, "y_init (outside the support)")
-    first = _call(energy, y_init, x, names=("y_init", "x"))
-    check_energy_output(first, batch, name=energy._label())
+    check_finite(u0, f"{init_name} (outside the support)")
+    first = _call(energy, y_init, x, names=(init_name, "x"))
+    _check_energy_call(first, batch, energy._label(), ((init_name, y_init), ("x", x)), energy.event_shape)
 
     def fn(u):
         return _call(energy, transform(u), x)
@@ -247,11 +260,9 @@ def argmin_candidates(
         >>> v, i
         (tensor([1., 3.]), tensor([1, 3]))
     """
-    if not isinstance(candidates, torch.Tensor):
-        raise TypeError(f"candidates must be a tensor [K, *event_shape], got {type(candidates).__name__}")
-    d = DiscreteGibbs(energy, candidates, beta=1.0, x=x, batch_ndims=batch_ndims, max_candidates=max_candidates)
-    idx = d.energies.argmin(-1)
-    return candidates[idx], d.energies.gather(-1, idx.unsqueeze(-1)).squeeze(-1), idx, d.energies
+    _, energies = _candidate_energies(energy, candidates, 1.0, x, batch_ndims, max_candidates, "candidates")
+    idx = energies.argmin(-1)
+    return candidates[idx], energies.gather(-1, idx.unsqueeze(-1)).squeeze(-1), idx, energies
 
 
 def _soft_min(e: torch.Tensor, beta) -> torch.Tensor:
@@ -283,6 +294,15 @@ def _check_z_values(energy: LatentEnergy, z_values) -> None:
             f"z_values must have shape [K, *latent_shape] = [K, {', '.join(map(str, latent))}] with K >= 1, "
             f"got {tuple(z_values.shape)}"
         )
+    if z_values.is_floating_point():
+        check_finite(z_values, "z_values")
+
+
+def _check_y_x(energy: LatentEnergy, y, x) -> torch.Size:
+    """The batch shape of ``y``; ``y`` and a tensor ``x`` must be finite (the latent is inferred from them)."""
+    batch = batch_shape_of(y, energy.event_shape, "y")
+    check_inputs_finite((("y", y), ("x", x)))
+    return batch
 
 
 def _z_energy(energy: LatentEnergy, y: torch.Tensor, x) -> Energy:
@@ -291,7 +311,9 @@ def _z_energy(energy: LatentEnergy, y: torch.Tensor, x) -> Energy:
     def fn(z):
         return _call(energy, y, x, z)
 
-    return as_energy(fn, event_shape=energy.latent_shape)
+    z_energy = as_energy(fn, event_shape=energy.latent_shape)
+    z_energy._label = energy._label  # messages name the user's energy
+    return z_energy
 
 
 def latent_posterior(energy: LatentEnergy, y: torch.Tensor, z_values: torch.Tensor, x=None, beta=1.0) -> DiscreteGibbs:
@@ -305,7 +327,7 @@ def latent_posterior(energy: LatentEnergy, y: torch.Tensor, z_values: torch.Tens
         ``E(y, z_k, x)``.
     """
     energy = _latent_energy(energy)
-    batch_shape_of(y, energy.event_shape, "y")
+    _check_y_x(energy, y, x)
     _check_z_values(energy, z_values)
     return DiscreteGibbs(_z_energy(energy, y, x), z_values, beta=beta)
 
@@ -382,17 +404,21 @@ def free_energy_min(
         (0.0975, 0.9747)
     """
     energy = _latent_energy(energy)
-    batch = batch_shape_of(y, energy.event_shape, "y")
+    batch = _check_y_x(energy, y, x)
+    if not isinstance(z_init, torch.Tensor) or not z_init.is_floating_point():
+        raise TypeError("z_init must be a floating-point tensor [restarts, *batch, *latent_shape]")
     zb = batch_shape_of(z_init, energy.latent_shape, "z_init")
-    if len(zb) < 1:
-        raise ValueError(f"z_init must have a leading restarts dimension [R, *latent_shape], got {tuple(z_init.shape)}")
+    if len(zb) < 1 or zb[0] == 0:
+        raise ValueError(
+            f"z_init must have a leading restarts dimension of size >= 1, [R, *latent_shape], "
+            f"got {tuple(z_init.shape)}"
+        )
     r = zb[0]
     z0 = z_init.reshape((r,) + (1,) * (len(batch) - (len(zb) - 1)) + tuple(z_init.shape[1:]))
     z0 = z0.expand((r,) + tuple(torch.broadcast_shapes(batch, zb[1:])) + tuple(energy.latent_shape))
     y_det = y.detach()
-    res = argmin_energy(
-        _z_energy(energy, y_det, x), z0, event_shape=energy.latent_shape, support=support, steps=steps, lr=lr, tol=tol
-    )
+    res = _argmin(_z_energy(energy, y_det, x), z0, None, energy.latent_shape, support, steps, lr, tol,
+                  init_name="z_init")
     z_star = res.best
     return _call(energy, y, x, z_star), z_star
 
@@ -443,7 +469,7 @@ def free_energy_importance(
             f"proposal must have event_shape {tuple(energy.latent_shape)} (the latent's), "
             f"got {tuple(proposal.event_shape)}"
         )
-    batch = batch_shape_of(y, energy.event_shape, "y")
+    batch = _check_y_x(energy, y, x)
     check_beta_batch(beta, torch.broadcast_shapes(batch, proposal.batch_shape), what="the batch shape of y")
     with torch.no_grad():
         if generator is None:
@@ -489,7 +515,7 @@ def latent_energy_model(energy: LatentEnergy, y: torch.Tensor, z_values: torch.T
     """
     energy = _latent_energy(energy)
     check_beta(beta)
-    batch = batch_shape_of(y, energy.event_shape, "y")
+    batch = _check_y_x(energy, y, x)
     if batch.numel() == 0:
         raise ValueError(f"y must have a non-empty batch [*batch, *event_shape], got shape {tuple(y.shape)}")
     if not y.is_floating_point():
@@ -498,6 +524,7 @@ def latent_energy_model(energy: LatentEnergy, y: torch.Tensor, z_values: torch.T
     if z_values.is_floating_point() and z_values.dtype != y.dtype:
         raise TypeError(f"z_values must have y's dtype {y.dtype}, got {z_values.dtype}")
     check_beta_batch(beta, batch, what="the batch shape of y")
+    latent_posterior(energy, y.detach(), z_values, x)  # the energies at every z: checked once, here
     k = z_values.shape[0]
 
     def model():

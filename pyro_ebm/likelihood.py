@@ -36,7 +36,7 @@ from torch.distributions import biject_to
 
 from . import mcmc
 from ._rng import check_seed, make_generator
-from ._validation import MAX_ENUMERATION, check_beta, check_positive_int, check_real
+from ._validation import MAX_ENUMERATION, check_beta, check_finite, check_positive_int, check_real
 from .gibbs import DiscreteGibbs
 from .losses import pseudo_likelihood
 from .mcmc.samples import Samples
@@ -168,6 +168,9 @@ def exchange(
     target = check_real(target_accept, "target_accept", minimum=0.0, strict=True)
     if target >= 1:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+    aux_steps = check_positive_int(aux_steps, "aux_steps")
+    if aux_kernel not in mcmc.KERNELS:
+        raise ValueError(f"aux_kernel must be one of {mcmc.KERNELS}, got {aux_kernel!r}")
     check_seed(seed)
     gen = make_generator(seed, data.device)
     dtype, device = data.dtype, data.device
@@ -194,6 +197,7 @@ def exchange(
         if not isinstance(init, torch.Tensor) or tuple(init.shape) != (C,) + theta_shape:
             raise ValueError(f"init must be a tensor [num_chains, *theta_shape] = {(C,) + theta_shape}")
         theta0 = init.to(dtype=dtype, device=device)
+        check_finite(theta0, "init")
     u = transform.inv(theta0).reshape(C, D)
     lp = log_prior(u)
     if not bool(torch.isfinite(lp).all()):
@@ -201,6 +205,10 @@ def exchange(
     y = data.unsqueeze(1)
     with torch.no_grad():
         f_data = _total_energy(energy, y, unpack(u), n_event)
+    if not bool(torch.isfinite(f_data).all()):
+        raise ValueError(
+            f"energy(data, theta) must be finite at the initial theta of every chain, got {f_data.tolist()}"
+        )
     chol = torch.eye(D, dtype=dtype, device=device)
     log_scale = math.log(scale)
     total = num_warmup + num_samples
@@ -262,8 +270,12 @@ def _aux_sampler(energy, aux, values, kernel, steps, options, beta, data, C):
             return w.to(data.dtype)
         return draw_user
     if aux == "exact":
-        if not isinstance(values, torch.Tensor) or tuple(values.shape[1:]) != event:
-            raise ValueError(f"aux='exact' needs values, the finite support [K, *event_shape] = [K, *{event}]")
+        if not isinstance(values, torch.Tensor) or values.dim() < 1 or tuple(values.shape[1:]) != event:
+            got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise ValueError(
+                f"aux='exact' needs values, the finite support [K, *event_shape] with the event shape of data, "
+                f"[K, *{event}]; got {got}"
+            )
         if values.shape[0] * C > MAX_ENUMERATION:
             raise ValueError(
                 f"values has {values.shape[0]} candidates for {C} chains, more than {MAX_ENUMERATION} energies: "
@@ -331,11 +343,12 @@ def site_conditionals(y: torch.Tensor, choices, event_ndim: int = 1):
     choices = torch.as_tensor(choices, dtype=y.dtype, device=y.device)
     if choices.dim() != 1 or choices.numel() < 2:
         raise ValueError(f"choices must be a 1-D sequence of at least 2 values, got shape {tuple(choices.shape)}")
+    check_finite(choices, "choices")
     if isinstance(event_ndim, bool) or not isinstance(event_ndim, int) or not 0 < event_ndim <= y.dim():
         raise ValueError(f"event_ndim must be an integer in [1, y.dim()={y.dim()}], got {event_ndim!r}")
     event = tuple(y.shape[y.dim() - event_ndim:])
     batch = tuple(y.shape[: y.dim() - event_ndim])
-    flat = y.reshape(batch + (-1,))
+    flat = y.reshape(batch + (math.prod(event),))
     D, K = flat.shape[-1], choices.numel()
     match = flat.unsqueeze(-1) == choices
     if not bool(match.any(-1).all()):
@@ -389,10 +402,22 @@ def pseudo_likelihood_fit(
     _check_data(data)
     if not isinstance(theta0, torch.Tensor) or not theta0.is_floating_point():
         raise TypeError("theta0 must be a floating-point tensor (the initial parameters)")
+    check_finite(theta0, "theta0")
     beta = check_beta(beta)
     max_iter = check_positive_int(max_iter, "max_iter")
     configs, target = site_conditionals(data, choices, event_ndim=data.dim() - 1)
     shape = tuple(theta0.shape)
+    with torch.no_grad():
+        f0 = energy(configs, theta0.detach().to(data.dtype))
+    want = tuple(configs.shape[: target.dim() + 1])  # [N, D, K]
+    if not isinstance(f0, torch.Tensor) or tuple(f0.shape) != want:
+        got = tuple(f0.shape) if isinstance(f0, torch.Tensor) else type(f0).__name__
+        raise ValueError(
+            f"energy(configs, theta) must return [N, D, K] = {want} (N points of data {tuple(data.shape)}, D sites, "
+            f"K choices), got {got}"
+        )
+    if not bool(torch.isfinite(f0).all()):
+        raise ValueError("energy(configs, theta0) must be finite at the candidate configurations of data")
 
     def per_point(th_flat):
         th = th_flat.reshape(shape)
@@ -454,21 +479,43 @@ def fisher_information(
     """
     _check_energy_fn(energy)
     _check_data(data)
-    if not isinstance(samples, torch.Tensor) or tuple(samples.shape[1:]) != tuple(data.shape[1:]) or len(samples) < 2:
-        raise ValueError(f"samples must be a tensor [M >= 2, *event] = [M, *{tuple(data.shape[1:])}]")
+    if (not isinstance(samples, torch.Tensor) or samples.dim() < 1 or tuple(samples.shape[1:]) != tuple(data.shape[1:])
+            or len(samples) < 2):
+        got = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
+        raise ValueError(
+            f"samples must be a tensor [M >= 2, *event] with the event shape of data, [M, *{tuple(data.shape[1:])}]; "
+            f"got {got}"
+        )
+    if samples.is_floating_point():
+        check_finite(samples, "samples")
     if not isinstance(theta, torch.Tensor) or not theta.is_floating_point():
         raise TypeError("theta must be a floating-point tensor")
+    check_finite(theta, "theta")
     beta = check_beta(beta)
     shape, th = tuple(theta.shape), theta.detach().reshape(-1).to(data.dtype)
     N = data.shape[0]
+    s = samples.to(data.dtype)
+    with torch.no_grad():
+        for what, y in (("data", data), ("samples", s)):
+            f = energy(y, theta.detach().to(data.dtype))
+            if not isinstance(f, torch.Tensor) or tuple(f.shape) != (y.shape[0],):
+                got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
+                raise ValueError(
+                    f"energy(y, theta) must return one value per point of {what}, ({y.shape[0]},), got {got}"
+                )
+            if not bool(torch.isfinite(f).all()):
+                raise ValueError(f"energy(y, theta) must be finite at every point of {what}")
 
     def mean_f(y):
         return lambda t: energy(y, t.reshape(shape)).mean()
 
     h_data = torch.autograd.functional.hessian(mean_f(data), th)
-    s = samples.to(data.dtype)
     h_model = torch.autograd.functional.hessian(mean_f(s), th)
     g = torch.autograd.functional.jacobian(lambda t: energy(s, t.reshape(shape)), th, vectorize=True,
                                           strategy="forward-mode")  # [M, P], one forward pass per parameter
     cov_g = torch.atleast_2d(torch.cov(g.T))
-    return N * (beta * h_data - beta * h_model + beta**2 * cov_g)
+    info = N * (beta * h_data - beta * h_model + beta**2 * cov_g)
+    if not bool(torch.isfinite(info).all()):
+        raise ValueError("the energy's derivatives in theta are not finite at data or samples: the information "
+                         "is undefined there")
+    return info

@@ -33,7 +33,6 @@ Recipe (the same thing by hand)::
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
 
@@ -41,7 +40,8 @@ import numpy as np
 import torch
 
 from . import losses, mcmc
-from ._validation import check_positive_int
+from ._rng import check_seed
+from ._validation import check_device, check_positive_int, check_real
 from .diagnostics import NegativesWarning, check_negatives, energy_gap, to_arviz
 from .energy import Energy, as_energy
 from .fit_check import FitCheck, check_fit
@@ -216,20 +216,14 @@ class SamplerDiagnostics:
         if not check or any(c not in ("y", "energy") for c in check):
             raise ValueError(f"check must name 'y' and/or 'energy', got {check!r}")
         self.check = check
-        if isinstance(rhat_threshold, bool) or not isinstance(rhat_threshold, numbers.Real) or not rhat_threshold > 1:
-            raise ValueError(f"rhat_threshold must be a number > 1, got {rhat_threshold!r}")
-        self.rhat_threshold = float(rhat_threshold)
-        if isinstance(min_ess, bool) or not isinstance(min_ess, numbers.Real) or not min_ess >= 0:
-            raise ValueError(f"min_ess must be a number >= 0, got {min_ess!r}")
-        self.min_ess = float(min_ess)
+        self.rhat_threshold = check_real(rhat_threshold, "rhat_threshold", minimum=1, strict=True)
+        self.min_ess = check_real(min_ess, "min_ess", minimum=0)
         self.max_divergences = None if max_divergences is None else check_positive_int(
             max_divergences, "max_divergences", minimum=0)
         self.num_data = check_positive_int(num_data, "num_data")
         self.at_start = bool(at_start)
         self.warn = bool(warn)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, torch.Generator))):
-            raise TypeError(f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}")
-        self.seed = seed
+        self.seed = check_seed(seed)
         self._gen: Optional[torch.Generator] = None
         self._pending_rng = None
         self.reports: List[dict] = []
@@ -254,7 +248,8 @@ class SamplerDiagnostics:
         return torch.get_default_dtype(), torch.device("cpu")
 
     def generator(self, device) -> torch.Generator:
-        device = torch.device(device)
+        """The probe's ``torch.Generator`` on ``device`` (made from ``seed`` on first use)."""
+        device = check_device(device)
         if self._gen is None or self._gen.device.type != device.type:
             self._gen = mcmc.make_generator(self.seed, device)
             if self._pending_rng is not None:  # restored by load_state_dict before the first probe
@@ -365,6 +360,7 @@ class SamplerDiagnostics:
         return found
 
     def __call__(self, step: int, history) -> bool:
+        step = check_positive_int(step, "step")
         if not (step % self.every == 0 or (self.at_start and step == 1)):
             return False
         samples = self.probe()
@@ -610,6 +606,10 @@ def ml_fit(
         raise TypeError(f"sampler must be a name or a negative generator, got {type(sampler).__name__}")
     callbacks = list(callbacks)
     diag = None
+    if isinstance(diagnose_every, str) and diagnose_every != "auto":
+        raise ValueError(f"diagnose_every must be a number of steps, 'auto' or None, got {diagnose_every!r}")
+    if diagnose_every is not None and diagnose_every != "auto":
+        check_positive_int(diagnose_every, "diagnose_every")
     if diagnose_every == "auto":
         diagnose_every = max(int(opts_fit["steps"]) // 5, 1) if isinstance(opts_fit["steps"], int) else 500
     if diagnose_every is not None:

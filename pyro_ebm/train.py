@@ -30,8 +30,10 @@ from torch import nn
 
 from . import _distributed
 from ._checkpoint import _check_checkpoint_path, _rank_state, load_checkpoint, save_checkpoint
-from ._validation import check_beta, check_positive_int
+from ._rng import check_seed
+from ._validation import check_beta, check_finite, check_positive_int, check_real
 from .energy import Energy, as_energy, batch_shape_of, check_energy_output
+from .losses._common import _check_energy, _check_values
 from .negatives import negative_energies
 
 __all__ = [
@@ -81,16 +83,23 @@ def set_loss(fn: Callable, **kwargs) -> Callable:
         check_beta(kwargs["beta"], allow_inf=True)
 
     def loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        if not isinstance(pos, torch.Tensor) or not isinstance(neg, torch.Tensor):
-            raise TypeError("pos and neg must be tensors of energies")
+        pos, neg = _check_energy(pos, "pos"), _check_energy(neg, "neg")
         if neg.shape[:-1] != pos.shape or neg.dim() != pos.dim() + 1:
             raise ValueError(
                 f"neg must have the shape of pos {tuple(pos.shape)} plus a trailing dimension of "
                 f"negatives, got {tuple(neg.shape)}"
             )
+        _check_values(pos, neg)  # pos finite; neg finite or +inf (an excluded candidate)
         energies = torch.cat([pos.unsqueeze(-1), neg], dim=-1)  # candidate 0 is the data
         target = torch.zeros(pos.shape, dtype=torch.long, device=pos.device)
-        return fn(energies, target, **kwargs)
+        out = fn(energies, target, **kwargs)
+        if not isinstance(out, torch.Tensor) or out.shape not in (torch.Size(()), pos.shape):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"fn must return a scalar or one loss per example, shape {tuple(pos.shape)}, got {got}")
+        if out.is_floating_point() and not bool(torch.isfinite(out.detach()).all()):
+            bad = out.detach().flatten()[:4].tolist()
+            raise ValueError(f"fn returned a non-finite loss for finite energies: {bad}")
+        return out
 
     loss.__name__ = f"set_loss({getattr(fn, '__name__', 'fn')})"
     return loss
@@ -111,9 +120,7 @@ class EnergyL2:
     name = "l2_energy"
 
     def __init__(self, alpha: float = 1.0):
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0:
-            raise ValueError(f"alpha must be a number >= 0, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = check_real(alpha, "alpha", minimum=0)
 
     def __call__(self, energy, y, x, pos, neg) -> torch.Tensor:
         neg_term = 0.0 if neg is None else (neg**2).mean()
@@ -134,9 +141,7 @@ class GradientPenalty:
     name = "gradient_penalty"
 
     def __init__(self, weight: float = 1.0):
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not weight >= 0:
-            raise ValueError(f"weight must be a number >= 0, got {weight!r}")
-        self.weight = float(weight)
+        self.weight = check_real(weight, "weight", minimum=0)
 
     def __call__(self, energy, y, x, pos, neg) -> torch.Tensor:
         y = y.detach().requires_grad_(True)
@@ -309,6 +314,15 @@ class DataOrder:
         return {"rng": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos}
 
     def load_state_dict(self, state: dict) -> None:
+        perm, pos = state["perm"], state["pos"]
+        if not isinstance(perm, torch.Tensor) or tuple(perm.shape) != (self.n,):
+            got = tuple(perm.shape) if isinstance(perm, torch.Tensor) else type(perm).__name__
+            raise ValueError(
+                f"the saved data order is a permutation of shape {got}, but there are n={self.n} data points "
+                "(resume with the data the checkpoint was written with)"
+            )
+        if isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos <= self.n:
+            raise ValueError(f"the saved data order's position must be an integer in [0, {self.n}], got {pos!r}")
         try:
             self.generator.set_state(state["rng"])
         except RuntimeError as exc:
@@ -333,6 +347,7 @@ def _check_fit_args(energy, data, x, loss, negatives, steps, regularizers, callb
         raise TypeError("data must be a floating-point tensor [N, *event_shape]")
     if data.dim() == 0 or data.shape[0] == 0:
         raise ValueError(f"data must hold at least one data point [N >= 1, *event_shape], got shape {tuple(data.shape)}")
+    check_finite(data.detach(), "data")
     energy = as_energy(energy, event_shape=None if isinstance(energy, Energy) else data.shape[1:])
     batch = batch_shape_of(data, energy.event_shape, "data")
     if len(batch) != 1:
@@ -346,6 +361,8 @@ def _check_fit_args(energy, data, x, loss, negatives, steps, regularizers, callb
                 f"x must be a tensor [N, *x_event] with N = {data.shape[0]} rows like data, got "
                 f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
             )
+        if x.is_floating_point():
+            check_finite(x.detach(), "x")
     if not callable(loss):
         raise TypeError(f"loss must be a callable loss(pos, neg) -> scalar, got {type(loss).__name__}")
     if negatives is not None and not callable(negatives):
@@ -480,13 +497,19 @@ def fit(
             f"batch_size must be a multiple of the number of processes {world} (it is the global batch, "
             f"split evenly among them), got {batch_size}"
         )
+    check_seed(seed)
     if optimizer is None:
+        lr = check_real(lr, "lr", minimum=0)
+        weight_decay = check_real(weight_decay, "weight_decay", minimum=0)
         optimizer = torch.optim.Adam(energy.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = _lr_schedule(lr_schedule)
     base_lrs = [group["lr"] for group in optimizer.param_groups]  # before a resumed optimizer state loads
     if seed is not None and resume is None:
         torch.manual_seed(seed)
-    order = DataOrder(data.shape[0], batch_size, seed=seed, device=data.device)
+    # a resumed run restores the data order's state: seed it without drawing from the global RNG, which a
+    # failed resume must leave as it was
+    order_seed = 0 if seed is None and resume is not None else seed
+    order = DataOrder(data.shape[0], batch_size, seed=order_seed, device=data.device)
     history = History()
     step = 0
     if resume is not None:
@@ -545,8 +568,13 @@ def fit(
         scalars.update(getattr(negatives, "diagnostics", None) or {})
         if world > 1:  # average gradients and scalars over the ranks (one all-reduce)
             scalars = _distributed.average(params, scalars, data.device)
-        if not math.isfinite(scalars.pop("_total")):
-            raise FloatingPointError(f"the loss is not finite at step {step + 1}: {float(total)}")
+        if not math.isfinite(scalars.pop("_total")):  # after the all-reduce: every rank stops together
+            parts = {"loss": scalars["loss"], **{k: scalars[k] for k in penalties}}
+            bad = ", ".join(f"{k} = {v}" for k, v in parts.items() if not math.isfinite(v))
+            raise ValueError(
+                f"the training objective is not finite at step {step + 1} ({bad}): check the loss and "
+                "regularizers, or lower lr if the energies grew without bound"
+            )
         if schedule is not None:
             factor = float(schedule(step + 1, steps))
             for group, base in zip(optimizer.param_groups, base_lrs):

@@ -192,9 +192,6 @@ CASES = {
         C(lambda: pyro_ebm.energy.batch_shape_of([1.0], (1,)), r"\by\b"),
         C(lambda: pyro_ebm.energy.batch_shape_of(torch.zeros(3, 2), (3,)), r"\by\b"),
     ],
-    "pyro_ebm.energy.call_energy": [
-        C(lambda: pyro_ebm.energy.call_energy(lambda y, x: y + x, torch.zeros(3), torch.zeros(4)), r"\by\b.*\bx\b"),
-    ],
     # ------------------------------------------------------------------ gibbs
     "pyro_ebm.GibbsBoltzmann": [
         C(lambda: pyro_ebm.GibbsBoltzmann(F2, beta=NAN, event_shape=(2,)), "beta"),
@@ -405,8 +402,7 @@ CASES = {
     "pyro_ebm.cli.main": [C(lambda: CLI.main(["no-such-command"]), "", exc=(SystemExit,))],
     "pyro_ebm.cli.tour": [C(lambda: CLI.tour(seed=1.5, plots=False), "seed"),
                           C(lambda: CLI.tour(out_dir=3, plots=False), "out_dir")],
-    "pyro_ebm.cli.list_examples": [C(lambda: CLI.list_examples("/nonexistent/examples"), "examples",
-                                     exc=(FileNotFoundError,))],
+    "pyro_ebm.cli.list_examples": [C(lambda: CLI.list_examples("/nonexistent/examples"), "folder")],
     "pyro_ebm.demo.run_demo": [C(lambda: _demo().run_demo(seed=1.5), "seed"),
                                C(lambda: _demo().run_demo(out_dir=3), "out_dir"),
                                C(lambda: _demo().run_demo(steps=0), "steps"),

@@ -668,3 +668,29 @@ def test_to_arviz_and_summary():
     assert len(table) == 2 and {"mean", "ess_bulk", "r_hat"} <= set(table.columns)
     means = s.draws.reshape(-1, 2).mean(0).double().numpy()
     assert np.allclose(table["mean"].to_numpy(), means, atol=1e-6)
+
+
+def test_an_energy_that_refuses_non_finite_points_does_not_stop_the_sampler():
+    """A diverging trajectory (a quartic well, a step far too large) reaches inf/NaN positions. An energy
+    that raises a ValueError there, as the library's own energies do, gets energy +inf there: the proposal
+    is rejected as a divergence, with the same draws as for an energy that returns NaN."""
+    from pyro_ebm.mcmc import sample
+
+    seen = []
+
+    def strict(y):
+        seen.append(bool(torch.isfinite(y).all()))
+        if not seen[-1]:
+            raise ValueError("y must be finite")
+        return (y**4).sum(-1)
+
+    def lax(y):
+        return (y**4).sum(-1)
+
+    init = torch.full((4, 2), 3.0)
+    kw = dict(num_warmup=0, num_samples=20, step_size=2.0, n_steps=4, seed=0, progress=False)
+    a = sample(strict, init, adapt_step_size=False, adapt_mass=False, **kw)
+    b = sample(lax, init, adapt_step_size=False, adapt_mass=False, **kw)
+    assert not all(seen)  # the trajectories did reach non-finite points
+    assert bool(a.stats["diverging"].any())
+    assert torch.equal(a.draws, b.draws)

@@ -18,9 +18,13 @@ The functions come in four families.
   loss :math:`\sum_{\hat y} H(F(x,y), F(x,\hat y), m(y,\hat y))` over a chosen set of outputs.
   ``margin`` is a non-negative float or tensor; a tensor broadcasts against the batch shape (one margin
   per example) or, when it has as many dimensions as ``neg``, against ``neg`` (one margin per pair).
+  ``pos`` must be finite; ``neg`` may hold ``+inf``, the energy of an impossible answer, whose pair then
+  adds nothing to the loss (except in :func:`ml_sampled`, whose negatives are samples and so finite). A
+  NaN or ``-inf`` energy raises a ``ValueError`` that names the argument.
 * **Losses over a finite set of outputs** :func:`nll`, :func:`mee`, :func:`general_margin` take the
   energies of all candidate outputs ``[*batch, K]`` and the indices ``target`` ``[*batch]`` of the
-  desired ones.
+  desired ones. An energy of ``+inf`` excludes a candidate; the desired candidate's energy must be finite
+  (in :func:`mee` it may be ``+inf``: probability 0, loss 1).
 * **Group losses** :func:`info_nce`, :func:`nce`, :func:`nca`.
 * **Maximum likelihood with sampled negatives** :func:`ml_sampled` (also contrastive divergence).
 

@@ -7,7 +7,7 @@ import numbers
 
 import torch
 
-from .._validation import check_some_finite
+from .._validation import check_finite, check_some_finite
 
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -40,18 +40,32 @@ def _check_energy(value, name: str) -> torch.Tensor:
     return value
 
 
-def _check_pair(pos, neg, pos_name: str = "pos", neg_name: str = "neg"):
-    """Validate ``pos``/``neg`` and return ``(pos aligned with neg, neg, has_negatives_dim)``."""
+def _check_values(pos, neg, pos_name: str = "pos", neg_name: str = "neg", *, neg_pos_inf: bool = True) -> None:
+    """``pos`` must be finite; ``neg`` too, except that ``+inf`` (an impossible answer, whose term of the
+    loss vanishes) is allowed with ``neg_pos_inf``. One device sync when all is well."""
+    p, n = pos.detach(), neg.detach()
+    bad_neg = (torch.isnan(n) | torch.isneginf(n)) if neg_pos_inf else ~torch.isfinite(n)
+    if bool(~torch.isfinite(p).all() | bad_neg.any()):
+        check_finite(p, pos_name)
+        check_finite(n, neg_name, allow_pos_inf=neg_pos_inf)
+
+
+def _check_pair(pos, neg, pos_name: str = "pos", neg_name: str = "neg", *, neg_pos_inf: bool = True):
+    """Validate ``pos``/``neg`` (shapes and values, see :func:`_check_values`) and return
+    ``(pos aligned with neg, neg, has_negatives_dim)``."""
     pos = _check_energy(pos, pos_name)
     neg = _check_energy(neg, neg_name)
     if neg.shape == pos.shape:
-        return pos, neg, False
-    if neg.dim() == pos.dim() + 1 and neg.shape[:-1] == pos.shape:
-        return pos.unsqueeze(-1), neg, True
-    raise ValueError(
-        f"{neg_name} must have the shape of {pos_name} {tuple(pos.shape)} or that shape plus a trailing "
-        f"dimension of negatives {tuple(pos.shape) + ('p',)}, got {tuple(neg.shape)}"
-    )
+        multi = False
+    elif neg.dim() == pos.dim() + 1 and neg.shape[:-1] == pos.shape:
+        multi = True
+    else:
+        raise ValueError(
+            f"{neg_name} must have the shape of {pos_name} {tuple(pos.shape)} or that shape plus a trailing "
+            f"dimension of negatives {tuple(pos.shape) + ('p',)}, got {tuple(neg.shape)}"
+        )
+    _check_values(pos, neg, pos_name, neg_name, neg_pos_inf=neg_pos_inf)
+    return (pos.unsqueeze(-1) if multi else pos), neg, multi
 
 
 def _check_nonneg(value, name: str, like: torch.Tensor, *, allow_inf: bool = False) -> torch.Tensor:
@@ -102,8 +116,12 @@ def _beta_tensor(beta, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(beta, dtype=like.dtype, device=like.device)
 
 
-def _check_candidates(energies, target, name: str = "energies"):
-    """Validate ``energies`` ``[*batch, K]`` and integer ``target`` ``[*batch]`` with values in ``[0, K)``."""
+def _check_candidates(energies, target, name: str = "energies", *, finite_target: bool = True):
+    """Validate ``energies`` ``[*batch, K]`` and integer ``target`` ``[*batch]`` with values in ``[0, K)``.
+
+    Energies may be ``+inf`` (an excluded candidate) but not NaN or ``-inf``, and every row needs a finite
+    one; with ``finite_target`` the desired candidate's energy must be finite too (else the loss is
+    infinite)."""
     energies = _check_energy(energies, name)
     if energies.dim() < 1 or energies.shape[-1] < 1:
         raise ValueError(f"{name} must have shape [*batch, K] with K >= 1 candidates, got {tuple(energies.shape)}")
@@ -120,11 +138,19 @@ def _check_candidates(energies, target, name: str = "energies"):
         bad = target[(target < 0) | (target >= k)].flatten()[0].item()
         raise ValueError(f"target indices must be in [0, {k}) (K = {name}.shape[-1]), got {bad}")
     if torch.isnan(energies.detach()).any() or torch.isneginf(energies.detach()).any():
-        from .._validation import check_finite
-
         check_finite(energies.detach(), name, allow_pos_inf=True)
     check_some_finite(energies, name)
-    return energies, target.to(device=energies.device, dtype=torch.long)
+    target = target.to(device=energies.device, dtype=torch.long)
+    if finite_target:
+        dead = torch.isposinf(_gather(energies.detach(), target))
+        if dead.any():
+            idx = tuple(int(i) for i in dead.nonzero()[0].tolist())
+            raise ValueError(
+                f"{name}: the desired candidate (target) has energy +inf in batch row {idx} "
+                f"({int(dead.sum())} such rows), which makes the loss infinite; the desired answer needs a "
+                "finite energy"
+            )
+    return energies, target
 
 
 def _gather(energies: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

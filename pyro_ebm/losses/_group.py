@@ -8,8 +8,8 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_beta, check_beta_batch
-from ._common import _beta_tensor, _check_energy, _check_pair, _check_reduction, _reduce
+from .._validation import check_beta, check_beta_batch, check_finite
+from ._common import _beta_tensor, _check_energy, _check_pair, _check_reduction, _check_values, _reduce
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -87,8 +87,9 @@ def nce(
     :param neg: energies of the noise samples, shape ``batch + (nu,)`` (or ``batch`` for ``nu = 1``). A
         pool of ``nu * N`` noise samples for ``N`` data points can be reshaped to ``[N, nu]``: the mean
         loss does not depend on how noise samples are grouped.
-    :param log_noise_pos: :math:`\log p_n(x)` at the data points, shape of ``pos``.
-    :param log_noise_neg: :math:`\log p_n(\hat y)` at the noise samples, shape of ``neg``.
+    :param log_noise_pos: :math:`\log p_n(x)` at the data points, shape of ``pos``; finite (the noise
+        density must be positive wherever the data are).
+    :param log_noise_neg: :math:`\log p_n(\hat y)` at the noise samples, shape of ``neg``; finite.
     :param log_partition: :math:`c`, a float or a tensor broadcastable to ``batch`` (may require grad).
     :param reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
 
@@ -111,6 +112,8 @@ def nce(
         raise ValueError(f"log_noise_pos must have the shape of pos {tuple(pos_shape)}, got {tuple(lp.shape)}")
     if ln.shape != neg.shape:
         raise ValueError(f"log_noise_neg must have the shape of neg {tuple(neg.shape)}, got {tuple(ln.shape)}")
+    # the noise density is positive and finite at the data (NCE needs it) and at its own samples
+    _check_values(lp, ln, "log_noise_pos", "log_noise_neg", neg_pos_inf=False)
     if isinstance(log_partition, bool) or not isinstance(log_partition, (numbers.Real, torch.Tensor)):
         raise TypeError(f"log_partition must be a float or a tensor, got {type(log_partition).__name__}")
     c = log_partition if isinstance(log_partition, torch.Tensor) else torch.tensor(float(log_partition))
@@ -148,10 +151,10 @@ def nca(energies: torch.Tensor, same: torch.Tensor, beta=1.0, *, reduction: str 
     Same-class energies are pushed down and other-class energies up. **Margin: infinite (implicit).**
 
     :param energies: energies from each anchor to the candidate neighbours, shape ``batch + (N,)``. The
-        anchor itself must not be a candidate: drop it or give it energy ``+inf``.
+        anchor itself must not be a candidate: drop it or give it energy ``+inf`` (no NaN or ``-inf``).
     :param same: boolean mask of the same shape, ``True`` where the candidate has the anchor's class.
-        Every anchor needs at least one same-class candidate (otherwise the loss would be infinite):
-        drop anchors that are alone in their class from the batch.
+        Every anchor needs at least one same-class candidate of finite energy (otherwise the loss would
+        be infinite): drop anchors that are alone in their class from the batch.
     :param beta: inverse temperature ``> 0``, a float or a tensor broadcastable to ``batch``.
     :param reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
 
@@ -174,12 +177,15 @@ def nca(energies: torch.Tensor, same: torch.Tensor, beta=1.0, *, reduction: str 
         raise TypeError(f"same must be a boolean tensor (same-class mask), got {got}")
     if same.shape != energies.shape:
         raise ValueError(f"same must have the shape of energies {tuple(energies.shape)}, got {tuple(same.shape)}")
-    alone = ~same.any(-1)
+    e = energies.detach()
+    if bool((torch.isnan(e) | torch.isneginf(e)).any()):
+        check_finite(e, "energies", allow_pos_inf=True)  # +inf excludes a candidate (the anchor itself)
+    alone = ~(same & ~torch.isposinf(e)).any(-1)
     if alone.any():
         idx = tuple(int(i) for i in alone.nonzero()[0].tolist())
         raise ValueError(
-            f"same must mark at least one same-class candidate for every anchor; anchor {idx} has none "
-            f"({int(alone.sum())} anchors in total)"
+            f"same must mark at least one same-class candidate with a finite energy for every anchor; "
+            f"anchor {idx} has none ({int(alone.sum())} anchors in total)"
         )
     check_beta(beta)
     check_beta_batch(beta, energies.shape[:-1], what="the batch shape of energies")

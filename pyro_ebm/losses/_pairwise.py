@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_beta, check_beta_batch
+from .._validation import check_beta, check_beta_batch, check_some_finite
 from ._common import (
     _align,
     _beta_tensor,
@@ -78,7 +80,12 @@ def perceptron(pos: torch.Tensor, energies: torch.Tensor, *, reduction: str = "m
         tensor([0.8000, 0.0000])
     """
     reduction = _check_reduction(reduction)
-    pos, energies, multi = _check_pair(pos, energies, "pos", "energies")
+    pos = _check_energy(pos, "pos")
+    energies = _check_energy(energies, "energies")
+    # +inf excludes a candidate from the minimum, but an already minimized energy must be finite
+    pos, energies, multi = _check_pair(pos, energies, "pos", "energies", neg_pos_inf=energies.dim() > pos.dim())
+    if multi:
+        check_some_finite(energies, "energies")
     best = energies.min(-1).values if multi else energies
     return _reduce(pos.squeeze(-1) - best if multi else pos - best, reduction)
 
@@ -269,8 +276,12 @@ def square_exp(pos: torch.Tensor, neg: torch.Tensor, beta=1.0, *, reduction: str
     multiplies the exponential (:math:`\gamma` in its text, :math:`\beta` in its table) and the lecture's
     first table agrees; the lecture's loss zoo instead writes :math:`e^{-\beta F(x, \hat y)}`. The
     tutorial's form is implemented; for the zoo's form pass ``beta * neg`` with ``beta=1``.
-    For a very negative contrastive energy (below about ``-88`` in float32) the true value exceeds the
-    floating-point range and the result is ``inf``.
+    The contrastive term is computed as :math:`e^{\log\beta - F(x, \hat y)}`, so it is finite whenever
+    its true value is (``beta=1e-10`` and :math:`F(x, \hat y) = -100` give ``2.7e33`` in float32), and a
+    large ``beta`` does not multiply an underflowed :math:`e^{-F}`. Only where
+    :math:`\beta e^{-F(x, \hat y)}` itself exceeds the floating-point range (:math:`F(x, \hat y) <
+    \log\beta - 88` in float32, e.g. ``F = -100`` with ``beta=1``, whose true value ``2.7e43`` no float32
+    holds) is the result ``inf``.
 
     :param pos: energies :math:`F(x, y) \ge 0`, shape ``batch``.
     :param neg: energies :math:`F(x, \hat y)`, shape ``batch`` or ``batch + (p,)`` (summed over ``p``).
@@ -288,8 +299,14 @@ def square_exp(pos: torch.Tensor, neg: torch.Tensor, beta=1.0, *, reduction: str
     pos, neg, multi = _check_pair(pos, neg)
     beta = check_beta(beta)
     check_beta_batch(beta, neg.shape[: neg.dim() - int(multi)], what="the batch shape of pos")
-    b = _align(_beta_tensor(beta, neg), multi, neg.dim() - int(multi))
-    loss = pos.square() + b * torch.exp(-neg)
+    # log beta in beta's own precision, before any cast to the dtype of neg (a tiny float beta would
+    # round to 0 in float32)
+    if isinstance(beta, torch.Tensor):
+        log_b = torch.log(beta if beta.is_floating_point() else beta.double())
+    else:
+        log_b = math.log(beta)
+    log_b = _align(_beta_tensor(log_b, neg), multi, neg.dim() - int(multi))
+    loss = pos.square() + torch.exp(log_b - neg)
     return _reduce(loss.sum(-1) if multi else loss, reduction)
 
 

@@ -29,6 +29,8 @@ def _score_setup(energy, y, event_shape):
     if energy.has_latent:
         raise TypeError("energy must be an energy of y alone (for a LatentEnergy, pass its free energy)")
     batch = batch_shape_of(y, energy.event_shape, "y")
+    if batch.numel() == 0:
+        raise ValueError(f"y must hold at least one point [*batch, *event_shape], got shape {tuple(y.shape)}")
     check_finite(y, "y")
     dims = tuple(range(len(batch), y.dim()))
     return energy, y.detach().requires_grad_(True), dims
@@ -157,17 +159,21 @@ def denoising_score_matching(energy, y: torch.Tensor, sigma: float, *, noise=Non
         >>> denoising_score_matching(F, torch.zeros(1, 2), 0.5, noise=eps, reduction="none")  # (0.5 - 2)^2 / 2
         tensor([1.1250], grad_fn=<MulBackward0>)
     """
-    from .._rng import make_generator
+    from .._rng import check_seed, make_generator
     from .._validation import check_finite
 
     reduction = _check_reduction(reduction)
     if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not math.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"sigma must be a finite number > 0 (the noise scale), got {sigma!r}")
+    check_seed(seed)  # checked even when ``noise`` is given and the seed is not used
     energy, y0, dims = _score_setup(energy, y, event_shape)
     y0 = y0.detach()
     if noise is None:
         noise = torch.randn(y0.shape, generator=make_generator(seed), dtype=y0.dtype, device="cpu").to(y0.device)
-    elif not isinstance(noise, torch.Tensor) or noise.shape != y0.shape:
+    elif not isinstance(noise, torch.Tensor) or not noise.is_floating_point():
+        raise TypeError(f"noise must be a floating-point tensor of y's shape {tuple(y0.shape)}, got "
+                        f"{noise.dtype if isinstance(noise, torch.Tensor) else type(noise).__name__}")
+    elif noise.shape != y0.shape:
         raise ValueError(f"noise must be a tensor of y's shape {tuple(y0.shape)}, got "
                          f"{tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__}")
     else:

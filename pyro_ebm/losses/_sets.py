@@ -102,7 +102,7 @@ def mee(energies: torch.Tensor, target: torch.Tensor, beta=1.0, *, reduction: st
         tensor([0.5000, 1.0000])
     """
     reduction = _check_reduction(reduction)
-    energies, target = _check_candidates(energies, target)
+    energies, target = _check_candidates(energies, target, finite_target=False)  # +inf: probability 0, loss 1
     check_beta(beta, allow_inf=True)
     check_beta_batch(beta, energies.shape[:-1], what="the batch shape of energies")
     b, emin, soft = _shifted_logsumexp(energies, beta)
@@ -191,7 +191,7 @@ def ml_sampled(pos: torch.Tensor, neg: torch.Tensor, *, reduction: str = "mean")
     which is why the energy must be regularized.
 
     :param pos: energies :math:`F(x, y)` of the data, shape ``batch``.
-    :param neg: energies of the sampled negatives, shape ``batch`` (one sample) or ``batch + (p,)``
+    :param neg: energies of the sampled negatives (finite), shape ``batch`` (one sample) or ``batch + (p,)``
         (averaged over ``p``). For an unconditional model with a shared pool of ``M`` negatives, pass
         ``neg.expand(*pos.shape, M)``.
     :param reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
@@ -204,7 +204,7 @@ def ml_sampled(pos: torch.Tensor, neg: torch.Tensor, *, reduction: str = "mean")
         tensor([-2.])
     """
     reduction = _check_reduction(reduction)
-    pos, neg, multi = _check_pair(pos, neg)
+    pos, neg, multi = _check_pair(pos, neg, neg_pos_inf=False)  # a sampled negative has a finite energy
     loss = (pos - neg).mean(-1) if multi else pos - neg
     return _reduce(loss, reduction)
 
@@ -217,8 +217,8 @@ def ml_sampled(pos: torch.Tensor, neg: torch.Tensor, *, reduction: str = "mean")
 def pseudo_likelihood(energies: torch.Tensor, target: torch.Tensor, beta=1.0, *, reduction: str = "mean") -> torch.Tensor:
     r"""Negative log pseudo-likelihood [Besag 1975] of discrete configurations.
 
-    .. math:: L = -\sum_{d=1}^{D} \log p(y_d \mid y_{\setminus d})
-              = \sum_{d} \Big[\beta F(y) + \log \sum_{k=1}^{K} e^{-\beta F(y^{(d \to k)})}\Big],
+    .. math:: L = -\frac{1}{\beta} \sum_{d=1}^{D} \log p_\beta(y_d \mid y_{\setminus d})
+              = \sum_{d} \Big[F(y) + \frac{1}{\beta} \log \sum_{k=1}^{K} e^{-\beta F(y^{(d \to k)})}\Big],
 
     where :math:`y^{(d \to k)}` is ``y`` with site ``d`` set to its ``k``-th value. Each conditional is a
     softmax over one site's ``K`` values, so no partition function is needed; the minimiser over the
@@ -229,7 +229,8 @@ def pseudo_likelihood(energies: torch.Tensor, target: torch.Tensor, beta=1.0, *,
     :param energies: :math:`F(y^{(d \to k)})`, shape ``batch + (D, K)``.
     :param target: index of ``y``'s own value at each site, shape ``batch + (D,)`` (so
         ``energies[..., d, target[..., d]]`` is :math:`F(y)`).
-    :param beta: inverse temperature ``> 0``, a float or a tensor broadcastable to ``batch + (D,)``.
+    :param beta: inverse temperature ``> 0``, a float or a tensor broadcastable to ``batch + (D,)``; ``inf``
+        allowed (each site's :func:`nll` at its zero-temperature limit, the perceptron loss).
     :param reduction: ``"none"``, ``"mean"`` (default) or ``"sum"`` over ``batch``.
 
     Example::

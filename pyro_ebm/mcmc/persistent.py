@@ -8,8 +8,8 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from .._rng import make_generator
-from .._validation import check_beta, check_positive_int
-from ..energy import Energy, as_energy
+from .._validation import check_beta, check_finite, check_positive_int
+from ..energy import Energy, as_energy, check_energy_output
 from .loop import _positive, make_kernel, run
 from .potential import EnergyPotential
 from .proposals import independence_jump
@@ -145,8 +145,15 @@ class PersistentChains:
 
     def noise(self, n: int) -> torch.Tensor:
         """``n`` fresh states ``[n, *event]``."""
+        n = check_positive_int(n, "n")
         if self._noise is not None:
-            return self._noise(n, self.generator).to(dtype=self.dtype, device=self.device)
+            out = self._noise(n, self.generator)
+            shape = (n,) + tuple(self.event_shape)
+            if not isinstance(out, torch.Tensor) or tuple(out.shape) != shape:
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(f"noise(n, generator) must return a tensor [n, *event_shape] = {shape}, got {got}")
+            check_finite(out.detach(), "noise(n, generator) output")
+            return out.to(dtype=self.dtype, device=self.device)
         shape = (n,) + tuple(self.event_shape)
         u = torch.rand(shape, generator=self.generator, dtype=self.dtype, device=self.device)
         if self.kernel == "gibbs":
@@ -197,10 +204,22 @@ class PersistentChains:
         :returns: ``(y_new [n, *event] detached, stats {name: [n, steps]} of the kernel steps, accepted
             [n] bool of the jump or None)``.
         """
+        if not isinstance(y, torch.Tensor) or not y.is_floating_point():
+            raise TypeError(f"y must be a floating-point tensor [n, *event_shape], got "
+                            f"{y.dtype if isinstance(y, torch.Tensor) else type(y).__name__}")
+        if y.dim() < 1 or y.shape[0] < 1 or tuple(y.shape[1:]) != tuple(self.event_shape):
+            raise ValueError(f"y must have shape [n >= 1, *event_shape] = [n, "
+                             f"{', '.join(map(str, self.event_shape))}], got {tuple(y.shape)}")
+        steps = check_positive_int(steps, "steps")
+        check_finite(y.detach(), "y")
         n = y.shape[0]
         pot = EnergyPotential(self.energy, self.event_shape, x)
         q = pot.to_flat(y)
-        F0 = pot.value(q.unsqueeze(0))[0]
+        with torch.no_grad():  # the energy's shape contract, once per call (the loop reshapes its output)
+            F0 = pot._energy(pot._input(q.unsqueeze(0)))
+        check_energy_output(F0, (n,), name=f"{self.energy._label()} (on states of event_shape "
+                            f"{tuple(self.event_shape)})", check_finite_values=False)
+        F0 = F0.reshape(n)
         if not bool(torch.isfinite(F0).all()):
             bad = (~torch.isfinite(F0)).nonzero().flatten()[:10].tolist()
             raise ValueError(

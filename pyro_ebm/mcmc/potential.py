@@ -45,7 +45,11 @@ class EnergyPotential:
     def value(self, q: torch.Tensor) -> torch.Tensor:
         """``F`` at ``q`` ``[R, C, D]`` -> ``[R, C]``, no gradient."""
         with torch.no_grad():
-            return self._call(q)
+            try:
+                return self._call(q)
+            except ValueError as exc:
+                bad = _off_the_reals(q, exc)
+                return self.value(q.masked_fill(bad[..., None], 0.0)).masked_fill(bad, math.inf)
 
     def _input(self, q: torch.Tensor) -> torch.Tensor:
         """``q`` ``[R, C, D]`` reshaped to the energy's input (a view)."""
@@ -78,8 +82,27 @@ class EnergyPotential:
         autograd graph, so the backward pass is the energy's own.
         """
         y = self._input(q.detach())
-        F, g = _value_and_grad(self._energy, y, self)
+        try:
+            F, g = _value_and_grad(self._energy, y, self)
+        except ValueError as exc:
+            bad = _off_the_reals(q, exc)
+            F, g = self.value_and_grad(q.masked_fill(bad[..., None], 0.0))
+            return F.masked_fill(bad, math.inf), g.masked_fill(bad[..., None], 0.0)
         return F.reshape(q.shape[:2]), g.reshape(q.shape)
+
+
+def _off_the_reals(q: torch.Tensor, exc: ValueError) -> torch.Tensor:
+    """The chains ``[R, C]`` whose position ``q`` ``[R, C, D]`` holds NaN or inf (a diverging trajectory).
+
+    An energy that refuses such points (the library's own energies raise a ``ValueError`` naming ``y``) is
+    called again at the other chains only: those chains get energy ``+inf`` and gradient 0, so the proposal
+    is rejected as a divergence, as it is for an energy that returns NaN. Looked for only after the energy
+    raised (no cost on the usual path); a ``ValueError`` at finite points is the energy's own (``exc``) and
+    is raised again."""
+    bad = ~torch.isfinite(q.detach()).all(-1)
+    if not bool(bad.any()):
+        raise exc
+    return bad
 
 
 def _global_hooks() -> bool:

@@ -27,7 +27,7 @@ from typing import Optional
 import torch
 
 from .._rng import make_generator
-from .._validation import check_positive_int, check_real
+from .._validation import check_beta, check_device, check_finite, check_positive_int, check_real
 
 __all__ = ["DataProposal", "independence_jump"]
 
@@ -93,6 +93,8 @@ class DataProposal:
 
     def to(self, dtype=None, device=None) -> "DataProposal":
         """Move the centres and the box (in place); returns ``self``."""
+        if device is not None:
+            device = check_device(device)
         self.centers = self.centers.to(dtype=dtype, device=device)
         self.mid, self.half = self.mid.to(dtype=dtype, device=device), self.half.to(dtype=dtype, device=device)
         return self
@@ -115,8 +117,16 @@ class DataProposal:
         return torch.where(use_box.unsqueeze(-1), box, kde).reshape((n,) + tuple(self.event_shape))
 
     def log_prob(self, y: torch.Tensor) -> torch.Tensor:
-        """``log q(y)``, ``[n, *event] -> [n]`` (``-inf`` outside the box and far from every centre)."""
-        flat = y.reshape(y.shape[0], -1)
+        """``log q(y)``, ``[n, *event] -> [n]`` (``-inf`` outside the box and far from every centre); ``y``
+        floating point and finite."""
+        if not isinstance(y, torch.Tensor) or not y.is_floating_point():
+            raise TypeError(f"y must be a floating-point tensor [n, *event_shape], got "
+                            f"{y.dtype if isinstance(y, torch.Tensor) else type(y).__name__}")
+        if y.dim() < 1 or tuple(y.shape[1:]) != tuple(self.event_shape):
+            raise ValueError(f"y must have shape [n, *event_shape] = [n, {', '.join(map(str, self.event_shape))}], "
+                             f"got {tuple(y.shape)}")
+        check_finite(y.detach(), "y")
+        flat = y.reshape(y.shape[0], self.centers.shape[1])
         self._match(flat)
         d2 = torch.cat([torch.cdist(chunk, self.centers).pow(2) for chunk in flat.split(4096)]) \
             if flat.shape[0] else flat.new_zeros(0, self.centers.shape[0])
@@ -144,10 +154,28 @@ def independence_jump(energy_fn, y: torch.Tensor, F: torch.Tensor, proposal, bet
     """
     if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
         raise TypeError(f"beta must be a number, got {type(beta).__name__}")
-    n = y.shape[0]
+    check_beta(beta)
+    for name, value in (("y", y), ("F", F)):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got "
+                            f"{value.dtype if isinstance(value, torch.Tensor) else type(value).__name__}")
+    n = y.shape[0] if y.dim() else 0
+    if n < 1:
+        raise ValueError(f"y must hold at least one state [n >= 1, *event_shape], got shape {tuple(y.shape)}")
+    if tuple(F.shape) != (n,):
+        raise ValueError(f"F must hold the energy of each state of y, shape ({n},), got {tuple(F.shape)}")
+    if not bool(torch.isfinite(y).all() & torch.isfinite(F).all()):  # one sync when all is well
+        check_finite(y.detach(), "y")
+        check_finite(F.detach(), "F")
     y_prop = proposal.sample(n, generator).to(dtype=y.dtype, device=y.device)
+    if y_prop.shape != y.shape:
+        raise ValueError(f"y must have the shape of the proposal's states [n, *event_shape] = "
+                         f"{tuple(y_prop.shape)}, got {tuple(y.shape)}")
     with torch.no_grad():
         F_prop = energy_fn(y_prop)
+        if not isinstance(F_prop, torch.Tensor) or tuple(F_prop.shape) != (n,):
+            raise ValueError(f"energy_fn must return one energy per state, shape ({n},), got "
+                             f"{tuple(F_prop.shape) if isinstance(F_prop, torch.Tensor) else type(F_prop).__name__}")
         log_ratio = beta * (F - F_prop) + proposal.log_prob(y) - proposal.log_prob(y_prop)
     log_u = torch.rand((n,), generator=generator, device=generator.device, dtype=y.dtype).to(y.device).log()
     accept = (log_u < log_ratio) & torch.isfinite(F_prop)

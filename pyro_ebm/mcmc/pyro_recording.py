@@ -16,12 +16,14 @@ after warmup (Pyro does not track warmup divergences).
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Dict
 
 import torch
 from pyro.infer.mcmc import HMC, NUTS
 
+from .._validation import check_positive_int, check_real
 from .samples import STAT_NAMES, Samples
 
 __all__ = ["RecordingHMC", "RecordingNUTS", "from_pyro_mcmc", "STATS_SITE"]
@@ -45,11 +47,23 @@ class _StatsView(dict):
 
 class _RecordingMixin:
     def __init__(self, *args, **kwargs):
-        step_size = kwargs.get("step_size", 1)
+        # Pyro's HMC/NUTS take their numeric options as they come; check the ones a typo can break
+        pyro_kernel = next(c for c in type(self).__mro__ if c in (NUTS, HMC))
+        given = inspect.signature(pyro_kernel).bind(*args, **kwargs).arguments
+        step_size = given.get("step_size", 1)
         if isinstance(step_size, bool) or not isinstance(step_size, (int, float, torch.Tensor)):
             raise TypeError(f"step_size must be a number, got {type(step_size).__name__}")
         if not (float(step_size) > 0 and math.isfinite(float(step_size))):
             raise ValueError(f"step_size must be a finite number > 0, got {step_size}")
+        for name in ("num_steps", "max_tree_depth"):
+            if given.get(name) is not None:
+                check_positive_int(given[name], name)
+        if given.get("trajectory_length") is not None:
+            check_real(given["trajectory_length"], "trajectory_length", minimum=0, strict=True)
+        if "target_accept_prob" in given:
+            p = check_real(given["target_accept_prob"], "target_accept_prob")
+            if not 0 < p < 1:
+                raise ValueError(f"target_accept_prob must be in (0, 1), got {p}")
         super().__init__(*args, **kwargs)
 
     _user_save_params = None
@@ -134,6 +148,8 @@ class RecordingHMC(_RecordingMixin, HMC):
     Takes exactly ``HMC``'s arguments. Use :func:`from_pyro_mcmc` on the finished ``MCMC``.
     """
 
+    __signature__ = inspect.signature(HMC)  # HMC's arguments, for help() and argument checks
+
 
 class RecordingNUTS(_RecordingMixin, NUTS):
     """:class:`pyro.infer.mcmc.NUTS` that also returns per-draw statistics in the ``"_ebm_stats"`` site.
@@ -152,6 +168,8 @@ class RecordingNUTS(_RecordingMixin, NUTS):
         >>> s.draws["y"].shape, s.stats["n_steps"].shape
         (torch.Size([1, 20, 2]), torch.Size([1, 20]))
     """
+
+    __signature__ = inspect.signature(NUTS)
 
 
 def from_pyro_mcmc(mcmc) -> Samples:

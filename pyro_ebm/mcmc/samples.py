@@ -46,6 +46,28 @@ class Samples:
     beta: Any = 1.0
     info: Dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self):
+        """Draws are floating-point and finite, ``[chains, draws, ...]`` like every statistic; ``beta > 0``."""
+        from .._validation import check_beta, check_finite
+
+        if not isinstance(self.stats, dict) or not all(isinstance(v, torch.Tensor) for v in self.stats.values()):
+            raise TypeError("stats must be a dict of [chains, draws] tensors")
+        lead = {tuple(v.shape[:2]) for v in self.stats.values()}
+        if len(lead) > 1 or any(v.dim() != 2 for v in self.stats.values()):
+            raise ValueError(f"stats must all have shape [chains, draws], got "
+                             f"{ {k: tuple(v.shape) for k, v in self.stats.items()} }")
+        named = self.draws.items() if isinstance(self.draws, dict) else [(None, self.draws)]
+        for site, d in named:
+            name = "draws" if site is None else f"draws[{site!r}]"
+            if not isinstance(d, torch.Tensor) or not d.is_floating_point():
+                got = d.dtype if isinstance(d, torch.Tensor) else type(d).__name__
+                raise TypeError(f"{name} must be a floating-point tensor [chains, draws, *event_shape], got {got}")
+            if d.dim() < 2 or (lead and tuple(d.shape[:2]) not in lead):
+                raise ValueError(f"{name} must have shape [chains, draws, *event_shape] with the [chains, draws] "
+                                 f"of stats {next(iter(lead), None)}, got {tuple(d.shape)}")
+            check_finite(d.detach(), name)
+        check_beta(self.beta)
+
     @property
     def num_chains(self) -> int:
         return next(iter(self.stats.values())).shape[0]

@@ -45,12 +45,16 @@ def check_input(value, event_shape, name: str = "y") -> torch.Tensor:
 
 
 def check_matrix(value, name: str, shape_doc: str, rows=None, cols=None) -> torch.Tensor:
-    """A finite floating 2-D tensor (optionally with the given number of rows/columns)."""
+    """A finite floating 2-D tensor with at least one row and one column (optionally with the given number of
+    rows/columns)."""
     if not isinstance(value, torch.Tensor) or not value.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor {shape_doc}, got {type(value).__name__}"
                         + (f" of dtype {value.dtype}" if isinstance(value, torch.Tensor) else ""))
     if value.dim() != 2 or (rows is not None and value.shape[0] != rows) or (cols is not None and value.shape[1] != cols):
         raise ValueError(f"{name} must have shape {shape_doc}, got {tuple(value.shape)}")
+    if value.numel() == 0:
+        raise ValueError(f"{name} must have shape {shape_doc} with at least one row and column, got "
+                         f"{tuple(value.shape)}")
     check_finite(value, name)
     return value
 

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as tf
 
 from .._weights import importance_summary
-from .._validation import check_positive_int
+from .._validation import check_finite, check_positive_int
 from ..partition import LogPartition
 from ..mcmc import make_generator
 
@@ -113,6 +113,10 @@ def rbm_ais(
             f"weight {tuple(weight.shape)} [n_visible, n_hidden], got {tuple(visible_bias.shape)} and "
             f"{tuple(hidden_bias.shape)}"
         )
+    for name, t_ in (("weight", weight), ("visible_bias", visible_bias), ("hidden_bias", hidden_bias)):
+        if t_.is_complex() or t_.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real tensor, got dtype {t_.dtype}")
+        check_finite(t_.detach(), name)
     W = weight.detach().to(_F64)
     b = visible_bias.detach().to(_F64)
     c = hidden_bias.detach().to(_F64)
@@ -125,7 +129,9 @@ def rbm_ais(
     if schedule is None:
         t = default_schedule(num_temperatures)
     else:
-        t = torch.as_tensor(schedule, dtype=_F64).reshape(-1)
+        t = torch.as_tensor(schedule, dtype=_F64)
+        if t.dim() != 1:
+            raise ValueError(f"schedule must be a 1-d tensor [K + 1], got shape {tuple(t.shape)}")
         if t.numel() < 2 or float(t[0]) != 0.0 or float(t[-1]) != 1.0 or not bool((t[1:] > t[:-1]).all()):
             raise ValueError("schedule must be an increasing sequence from 0 to 1")
     device = W.device

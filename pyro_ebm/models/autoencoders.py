@@ -17,14 +17,22 @@ import math
 import torch
 from torch import nn
 
-from .._rng import make_generator
-from .._validation import check_beta, check_positive_int, check_real
+from .._rng import check_seed, make_generator
+from .._validation import check_beta, check_finite, check_positive_int, check_real
 from ..energy import Energy, LatentEnergy
 from ..inference import free_energy_importance, free_energy_min
-from ._common import check_units
+from ._common import check_module, check_state, check_units, checked, joint_batch
 from ._data import check_input
 
 __all__ = ["DenoisingAutoEncoder", "contracting_penalty", "saturating_penalty", "CouplingFlow", "VAEEnergy"]
+
+
+def _dtype_of(module: nn.Module) -> torch.dtype:
+    """The dtype of a module's first floating parameter (the default dtype if it has none)."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
 
 
 class DenoisingAutoEncoder(Energy):
@@ -52,13 +60,16 @@ class DenoisingAutoEncoder(Energy):
     def __init__(self, g: nn.Module, dim: int):
         if not isinstance(g, nn.Module):
             raise TypeError(f"g must be a torch.nn.Module [*batch, d] -> [*batch, d], got {type(g).__name__}")
-        super().__init__(event_shape=(check_units(dim, "dim"),))
+        dim = check_units(dim, "dim")
+        check_module(g, "g", (dim,), (dim,), _dtype_of(g))
+        super().__init__(event_shape=(dim,))
         self.g = g
 
     def forward(self, y, x=None):
         if x is not None:
             raise TypeError("DenoisingAutoEncoder takes no conditioning x")
-        return ((y - self.g(y)) ** 2).sum(-1)
+        y = check_state(y, "y", self.event_shape)
+        return checked(((y - self.g(y)) ** 2).sum(-1), "the denoising auto-encoder's energy", [("y", y)], self)
 
     def loss(self, y: torch.Tensor, sigma: float, *, seed=None, noise=None) -> torch.Tensor:
         r"""The denoising loss :math:`\lVert y - g(y + \sigma\varepsilon) \rVert^2`, averaged over the batch.
@@ -68,10 +79,13 @@ class DenoisingAutoEncoder(Energy):
         """
         y = check_input(y, self.event_shape, "y")
         sigma = check_real(sigma, "sigma", minimum=0.0, strict=True)
+        check_seed(seed)
         if noise is None:
             noise = torch.randn(y.shape, generator=make_generator(seed), dtype=y.dtype).to(y.device)
         elif not isinstance(noise, torch.Tensor) or noise.shape != y.shape:
             raise ValueError(f"noise must be a tensor of y's shape {tuple(y.shape)}")
+        else:
+            noise = check_input(noise, self.event_shape, "noise")
         return ((y - self.g(y + sigma * noise)) ** 2).sum(-1).mean()
 
 
@@ -95,12 +109,19 @@ def contracting_penalty(encoder, y: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"encoder must be callable [*batch, d] -> [*batch, k], got {type(encoder).__name__}")
     if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.dim() < 1:
         raise TypeError("y must be a floating-point tensor [*batch, d]")
+    check_finite(y.detach(), "y")
     y = y.detach().requires_grad_(True)
     with torch.enable_grad():
-        h = encoder(y)
+        try:
+            h = encoder(y)
+        except RuntimeError as exc:
+            raise ValueError(f"encoder failed on y of shape {tuple(y.shape)} ([*batch, d]): "
+                             f"{str(exc).splitlines()[0]}") from exc
         if not isinstance(h, torch.Tensor) or h.shape[:-1] != y.shape[:-1]:
             raise ValueError(f"encoder must map y {tuple(y.shape)} to [*batch, k], got "
                              f"{tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__}")
+        if not bool(torch.isfinite(h.detach()).all()):
+            raise ValueError("encoder returned NaN or inf codes (check its parameters)")
         total = torch.zeros(y.shape[:-1], dtype=y.dtype, device=y.device)
         for j in range(h.shape[-1]):
             (gj,) = torch.autograd.grad(h[..., j].sum(), y, create_graph=True, allow_unused=True)
@@ -128,6 +149,7 @@ def saturating_penalty(preactivation: torch.Tensor, activation: str = "relu", th
     """
     if not isinstance(preactivation, torch.Tensor) or not preactivation.is_floating_point():
         raise TypeError("preactivation must be a floating-point tensor [*batch, k]")
+    check_finite(preactivation.detach(), "preactivation")
     threshold = check_real(threshold, "threshold", minimum=0.0)
     a = preactivation
     if activation == "relu":
@@ -191,13 +213,15 @@ class CouplingFlow(Energy):
     def forward(self, y, x=None):
         if x is not None:
             raise TypeError("CouplingFlow takes no conditioning x")
+        y = check_state(y, "y", self.event_shape)
         logdet = torch.zeros(y.shape[:-1], dtype=y.dtype, device=y.device)
         u = y
         for layer in self.layers:
             u, ld = layer(u)
             logdet = logdet + ld
         d = y.shape[-1]
-        return 0.5 * (u**2).sum(-1) + 0.5 * d * math.log(2 * math.pi) - logdet
+        out = 0.5 * (u**2).sum(-1) + 0.5 * d * math.log(2 * math.pi) - logdet
+        return checked(out, "the flow's energy", [("y", y)], self)
 
 
 class VAEEnergy(LatentEnergy):
@@ -230,17 +254,24 @@ class VAEEnergy(LatentEnergy):
         for name, m in (("decoder", decoder), ("encoder", encoder)):
             if not isinstance(m, nn.Module):
                 raise TypeError(f"{name} must be a torch.nn.Module, got {type(m).__name__}")
-        super().__init__(event_shape=(check_units(dim, "dim"),), latent_shape=(check_units(latent_dim, "latent_dim"),))
+        d, k = check_units(dim, "dim"), check_units(latent_dim, "latent_dim")
+        check_module(decoder, "decoder", (k,), (d,), _dtype_of(decoder))
+        check_module(encoder, "encoder", (d,), (2 * k,), _dtype_of(encoder))
+        super().__init__(event_shape=(d,), latent_shape=(k,))
         self.decoder, self.encoder = decoder, encoder
         self.sigma = check_real(sigma, "sigma", minimum=0.0, strict=True)
 
     def forward(self, y, z, x=None):
         if x is not None:
             raise TypeError("VAEEnergy takes no conditioning x")
+        y = check_state(y, "y", self.event_shape)
+        z = check_state(z, "z", self.latent_shape)
+        joint_batch(y, z, self.event_shape, self.latent_shape)
         d, k = self.event_shape[0], self.latent_shape[0]
         recon = ((y - self.decoder(z)) ** 2).sum(-1) / (2 * self.sigma**2)
-        return recon + 0.5 * (z**2).sum(-1) + 0.5 * d * math.log(2 * math.pi * self.sigma**2) \
+        e = recon + 0.5 * (z**2).sum(-1) + 0.5 * d * math.log(2 * math.pi * self.sigma**2) \
             + 0.5 * k * math.log(2 * math.pi)
+        return checked(e, "the VAE energy", [("y", y), ("z", z)], self)
 
     def posterior(self, y: torch.Tensor) -> torch.distributions.Distribution:
         """The encoder's ``q(z | y)``, a diagonal Gaussian with batch shape ``batch``."""
@@ -274,6 +305,8 @@ class VAEEnergy(LatentEnergy):
         beta = check_beta(beta, allow_inf=True)
         if isinstance(beta, float) and math.isinf(beta):
             return free_energy_min(self, y, self.infer(y).detach().unsqueeze(0), steps=500, lr=0.05)[0]
+        if y.numel() == 0:  # an empty batch
+            return y.new_zeros(y.shape[:-1])
         q = self.posterior(y)
         q = torch.distributions.Independent(torch.distributions.Normal(q.mean.detach(), q.base_dist.scale.detach()), 1)
         return free_energy_importance(self, y, q, num_samples, beta=beta, generator=make_generator(seed)).value

@@ -27,14 +27,15 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .._validation import check_beta, check_positive_int
+from .._validation import check_beta, check_finite, check_positive_int, check_real
 from ..energy import Energy, as_energy
 from ..gibbs import product_values
 from ..inference import free_energy, latent_energy_model
 from ..mcmc import make_generator, sample as mcmc_sample
 from ..partition import log_partition
 from ..train import DataOrder, History
-from ._common import JointState, check_binary, check_units
+from ._common import (JointState, check_binary, check_fit_finite, check_state, check_units,
+                      checked, joint_batch)
 from .rbm import RBM
 
 __all__ = ["BoltzmannMachine", "RBM"]
@@ -100,8 +101,7 @@ class BoltzmannMachine(Energy):
         super().__init__(event_shape=(nv,))
         self.n_visible, self.n_hidden = nv, nh
         self.beta = float(check_beta(beta))
-        if not float(init_scale) >= 0:
-            raise ValueError(f"init_scale must be >= 0, got {init_scale}")
+        init_scale = check_real(init_scale, "init_scale", minimum=0.0)
         dtype = dtype or torch.get_default_dtype()
         gen = make_generator(seed, "cpu")
         n = nv + nh
@@ -129,6 +129,9 @@ class BoltzmannMachine(Energy):
                 value = torch.as_tensor(value)
                 if tuple(value.shape) != shape:
                     raise ValueError(f"{name} must have shape {list(shape)}, got {tuple(value.shape)}")
+                if value.is_complex() or value.dtype == torch.bool:
+                    raise TypeError(f"{name} must be a real tensor, got dtype {value.dtype}")
+                check_finite(value, name)
                 new[name] = value
         with torch.no_grad():
             for name, value in new.items():
@@ -148,10 +151,13 @@ class BoltzmannMachine(Energy):
     def joint_energy(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         r""":math:`E(y, z)` at ``beta = 1``; ``y`` ``[*batch, n_visible]``, ``z`` ``[*batch', n_hidden]``
         broadcasting to ``[*batch]``."""
+        y = check_state(y, "y", (self.n_visible,), like=self.bias_y)
+        z = check_state(z, "z", (self.n_hidden,), like=self.bias_y)
+        joint_batch(y, z, (self.n_visible,), (self.n_hidden,))
         e = -0.5 * ((y @ self.w_yy) * y).sum(-1) - (y * self.bias_y).sum(-1)
         if self.n_hidden:
             e = e - 0.5 * ((z @ self.w_zz) * z).sum(-1) - ((y @ self.w_yz) * z).sum(-1) - (z * self.bias_z).sum(-1)
-        return e
+        return checked(e, "the Boltzmann machine's energy", [("y", y), ("z", z)], self)
 
     def latent_energy(self):
         """:math:`E(y, z)` as a :class:`~pyro_ebm.LatentEnergy` sharing this model's parameters."""
@@ -174,6 +180,8 @@ class BoltzmannMachine(Energy):
         """The free energy :math:`F_\\beta(y)` ``[*batch]``, exact (enumerating the hidden units)."""
         if x is not None:
             raise TypeError("BoltzmannMachine takes no conditioning x")
+        y = check_state(y, "y", self.event_shape, like=self.bias_y)
+        check_finite(y.detach(), "y")
         return free_energy(self.latent_energy(), y, self.hidden_values(), beta=self.beta)
 
     # -- Gibbs --------------------------------------------------------------------------------------
@@ -224,7 +232,10 @@ class BoltzmannMachine(Energy):
         y = check_binary(y, "y", self.n_visible, min_dim=2, like=self.bias_y)
         if y.dim() != 2:
             raise ValueError(f"y must have shape [N, {self.n_visible}], got {tuple(y.shape)}")
+        num_sweeps = check_positive_int(num_sweeps, "num_sweeps")
         gen = make_generator(seed, y.device)
+        if y.shape[0] == 0:  # an empty batch
+            return y.new_zeros(0, self.n_hidden)
         half = torch.full((y.shape[0], self.n_hidden), 0.5, dtype=y.dtype, device=y.device)
         z0 = torch.bernoulli(half, generator=gen)
         nv = self.n_visible
@@ -253,13 +264,12 @@ class BoltzmannMachine(Energy):
             model is small enough to enumerate, the exact mean ``nll`` of the data).
         """
         data = check_binary(data, "data", self.n_visible, min_dim=2, like=self.bias_y)
-        if data.dim() != 2:
-            raise ValueError(f"data must have shape [N, {self.n_visible}], got {tuple(data.shape)}")
+        if data.dim() != 2 or data.shape[0] == 0:
+            raise ValueError(f"data must have shape [N, {self.n_visible}] with N >= 1, got {tuple(data.shape)}")
         epochs = check_positive_int(epochs, "epochs")
         num_sweeps = check_positive_int(num_sweeps, "num_sweeps")
         num_chains = check_positive_int(num_chains, "num_chains")
-        if not float(lr) > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+        lr = check_real(lr, "lr", minimum=0.0, strict=True)
         order = DataOrder(data.shape[0], check_positive_int(batch_size, "batch_size"), seed=seed)
         gen = make_generator(seed, data.device)
         nv, n = self.n_visible, self.n_visible + self.n_hidden
@@ -275,7 +285,8 @@ class BoltzmannMachine(Energy):
                     res = mcmc_sample(self.joint_state(), fantasy, num_sweeps - 1, 1, kernel="gibbs",
                                       beta=self.beta, seed=gen, progress=False)
                 fantasy = res.draws[:, -1]
-                self._update(s_pos, fantasy, float(lr))
+                self._update(s_pos, fantasy, lr)
+                check_fit_finite(self, "BoltzmannMachine.fit", lr, epoch)
             record = {"epoch": epoch}
             if n <= MAX_EXACT_STATES:
                 record["nll"] = float(self.exact_nll(data))
@@ -309,8 +320,10 @@ class BoltzmannMachine(Energy):
         return log_partition(self, self.beta, "exact", values=ys)
 
     def exact_nll(self, y: torch.Tensor) -> torch.Tensor:
-        """Mean exact negative log-likelihood of the rows of ``y`` (small machines only)."""
+        """Mean exact negative log-likelihood of the rows of ``y`` ``[*batch, n_visible]`` (small machines only)."""
         y = check_binary(y, "y", self.n_visible, like=self.bias_y)
+        if y.numel() == 0:
+            raise ValueError(f"y must hold at least one row to average over, got shape {tuple(y.shape)}")
         with torch.no_grad():
             log_z = self.log_partition().value.to(y.dtype)
             return (self.beta * self(y) + log_z).mean()

@@ -20,7 +20,7 @@ import torch
 from .._validation import check_positive_int
 from ..energy import Energy
 from ..mcmc import make_generator
-from ._common import check_binary, check_units
+from ._common import check_binary, check_state, check_units, checked
 
 __all__ = ["Hopfield", "Recall"]
 
@@ -93,7 +93,8 @@ class Hopfield(Energy):
     def forward(self, y, x=None):
         if x is not None:
             raise TypeError("Hopfield takes no conditioning x")
-        return -0.5 * ((y @ self.weight) * y).sum(-1)
+        y = check_state(y, "y", self.event_shape, like=self.weight)
+        return checked(-0.5 * ((y @ self.weight) * y).sum(-1), "the Hopfield energy", [("y", y)])
 
     def set_weight(self, weight: torch.Tensor) -> "Hopfield":
         """Replace the weights (checked: ``[n, n]``, symmetric, zero diagonal). Returns ``self``."""

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from .._rng import make_generator
-from .._validation import check_beta, check_positive_int, check_real
-from ..energy import Energy, LatentEnergy, as_energy
+from .._validation import check_beta, check_finite, check_positive_int, check_real
+from ..energy import Energy, LatentEnergy, as_energy, check_energy_output
 from ..inference import _check_z_values, argmin_latent, free_energy, free_energy_min
+from ._common import all_finite, check_state, joint_batch
 from ._data import check_data
 
 __all__ = ["LatentGenerativeEBM", "low_energy_volume"]
@@ -28,6 +29,24 @@ __all__ = ["LatentGenerativeEBM", "low_energy_volume"]
 
 def _squared_error(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((y_hat - y) ** 2).sum(-1)
+
+
+def _check_x(x) -> None:
+    """Conditioning ``x`` is whatever the predictor takes; a floating tensor must be finite."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        check_finite(x.detach(), "x")
+
+
+def _check_output(value, name: str) -> None:
+    """A floating tensor returned by ``name`` (the predictor, the decoder) must be finite."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value.detach()).all()):
+        raise ValueError(f"{name} returned NaN or inf (at finite inputs)")
+
+
+def _check_latents(value: torch.Tensor, name: str) -> None:
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    check_finite(value.detach(), name)
 
 
 class LatentGenerativeEBM(LatentEnergy):
@@ -86,11 +105,13 @@ class LatentGenerativeEBM(LatentEnergy):
                 object.__setattr__(self, name, fn)
         if z_values is not None:
             _check_z_values(self, z_values)
+            _check_latents(z_values, "z_values")
         if z_init is not None:
             if not isinstance(z_init, torch.Tensor) or tuple(z_init.shape[1:]) != tuple(self.latent_shape) \
-                    or z_init.dim() != 1 + len(self.latent_shape):
-                raise ValueError(f"z_init must have shape [R, *latent_shape] = [R, {tuple(self.latent_shape)}], "
-                                 f"got {getattr(z_init, 'shape', type(z_init).__name__)}")
+                    or z_init.dim() != 1 + len(self.latent_shape) or z_init.shape[0] == 0:
+                raise ValueError(f"z_init must have shape [R, *latent_shape] = [R, {tuple(self.latent_shape)}] with "
+                                 f"R >= 1, got {getattr(z_init, 'shape', type(z_init).__name__)}")
+            _check_latents(z_init, "z_init")
         self.z_values, self.z_init = z_values, z_init
         self.z_measure = check_real(z_measure, "z_measure", minimum=0.0, strict=True)
         self.refine_steps = check_positive_int(refine_steps, "refine_steps", minimum=0)
@@ -99,17 +120,70 @@ class LatentGenerativeEBM(LatentEnergy):
         """``Pred(x)`` (``None`` without ``x``)."""
         if x is None:
             return None
-        return x if self.predictor is None else self.predictor(x)
+        _check_x(x)
+        h = x if self.predictor is None else self.predictor(x)
+        _check_output(h, "predictor")
+        return h
 
     def generate(self, z: torch.Tensor, x=None) -> torch.Tensor:
-        """The prediction ``Dec(Pred(x), z)``: sweeping ``z`` traces every ``y`` compatible with ``x``."""
-        return self.decoder(self.predict(x), z)
+        """The prediction ``Dec(Pred(x), z)`` ``[*batch, *event_shape]`` for ``z`` ``[*batch, *latent_shape]``:
+        sweeping ``z`` traces every ``y`` compatible with ``x``."""
+        z = check_state(z, "z", self.latent_shape)
+        check_finite(z.detach(), "z")
+        y_hat = self._decode(self.predict(x), z)
+        _check_output(y_hat, "decoder")
+        return y_hat
+
+    def _decode(self, h, z):
+        try:
+            y_hat = self.decoder(h, z)
+        except RuntimeError as exc:
+            hs = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+            raise ValueError(f"decoder failed on Pred(x) {hs} and z {tuple(z.shape)}: the batch shapes of x and z "
+                             f"must broadcast ({str(exc).splitlines()[0]})") from exc
+        k = len(self.event_shape)
+        if not isinstance(y_hat, torch.Tensor) or y_hat.dim() < k or y_hat.shape[y_hat.dim() - k:] != self.event_shape:
+            raise ValueError(f"decoder must return a tensor [*batch, *event_shape] = [*batch, "
+                             f"{', '.join(map(str, self.event_shape))}], got "
+                             f"{tuple(y_hat.shape) if isinstance(y_hat, torch.Tensor) else type(y_hat).__name__}")
+        return y_hat
 
     def forward(self, y, z, x=None):
-        y_hat = self.generate(z, x)
-        e = (self.cost or _squared_error)(y_hat, y)
+        k = len(self.event_shape)
+        y = check_state(y, "y", self.event_shape)
+        z = check_state(z, "z", self.latent_shape)
+        joint_batch(y, z, self.event_shape, self.latent_shape)
+        h = x if x is None or self.predictor is None else self.predictor(x)
+        y_hat = self._decode(h, z)
+        try:
+            batch = torch.broadcast_shapes(y_hat.shape[: y_hat.dim() - k], y.shape[: y.dim() - k])
+        except RuntimeError:
+            raise ValueError(f"the prediction Dec(Pred(x), z) of shape {tuple(y_hat.shape)} does not broadcast with "
+                             f"y {tuple(y.shape)}: check the shapes of x and z and what the predictor and the "
+                             "decoder return") from None
+        c = (self.cost or _squared_error)(y_hat, y)
+        if not isinstance(c, torch.Tensor) or tuple(c.shape) != tuple(batch):
+            raise ValueError(f"cost must return one value per example, shape {tuple(batch)} (the batch of y and of "
+                             f"the prediction, before event_shape {tuple(self.event_shape)}), got "
+                             f"{tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__}")
+        e = c
+        r = None
         if self.regularizer is not None:
-            e = e + self.regularizer(z)
+            r = self.regularizer(z)
+            zb = tuple(z.shape[: z.dim() - len(self.latent_shape)])
+            if not isinstance(r, torch.Tensor) or tuple(r.shape) != zb:
+                raise ValueError(f"regularizer must return one value per latent, shape {zb}, got "
+                                 f"{tuple(r.shape) if isinstance(r, torch.Tensor) else type(r).__name__}")
+            e = e + r
+        if not all_finite(e):  # find the culprit; +inf from cost/regularizer is allowed
+            for name, value in (("y", y), ("z", z), ("x", x)):
+                if isinstance(value, torch.Tensor) and value.is_floating_point():
+                    check_finite(value.detach(), name)
+            _check_output(h if x is not None else None, "predictor")
+            _check_output(y_hat, "decoder")
+            for name, value in (("cost", c), ("regularizer", r)):
+                if value is not None:
+                    check_finite(value.detach(), f"the output of {name}", allow_pos_inf=True)
         return e
 
     def _minimize(self, y, x):
@@ -146,6 +220,9 @@ class LatentGenerativeEBM(LatentEnergy):
 
     def energy_of_y(self, x=None, beta=float("inf")) -> Energy:
         """The free energy ``y -> F_beta(y, x)`` as an :class:`~pyro_ebm.Energy` (for argmin_energy, plots, ...)."""
+        beta = check_beta(beta, allow_inf=True)
+        if x is not None:
+            _check_x(x)
         return as_energy(lambda y: self.free_energy(y, x, beta), event_shape=self.event_shape)
 
 
@@ -190,6 +267,8 @@ def low_energy_volume(energy, data: torch.Tensor, low, high, *, num_points: int 
     gen = make_generator(seed)
     pts = lo + (hi - lo) * torch.rand(num_points, d, generator=gen, dtype=data.dtype)
     with torch.no_grad():
-        threshold = torch.quantile(energy(data).detach().to(data.dtype), quantile)
-        e = energy(pts.to(data.device)).detach()
+        e_data = check_energy_output(energy(data), data.shape[:1], name="energy", check_finite_values=False).detach()
+        check_finite(e_data, "energy(data)")
+        threshold = torch.quantile(e_data.to(data.dtype), quantile)
+        e = check_energy_output(energy(pts.to(data.device)), pts.shape[:1], name="energy").detach()
     return float((e <= threshold + atol).to(data.dtype).mean())

@@ -16,7 +16,7 @@ from torch import nn
 from .._validation import check_real
 from ..energy import LatentEnergy
 from ..inference import argmin_latent, free_energy
-from ._common import check_units
+from ._common import check_module, check_state, check_units, checked, joint_batch
 from ._data import check_data, check_input, check_matrix
 
 __all__ = ["VectorQuantizer"]
@@ -67,6 +67,10 @@ class VectorQuantizer(LatentEnergy):
         dim = check_units(dim, "dim")
         if decoder is None and dim != m:
             raise ValueError(f"dim = {dim} must equal the codebook's width m = {m} without a decoder")
+        if encoder is not None:
+            check_module(encoder, "encoder", (dim,), (m,), codebook.dtype)
+        if decoder is not None:
+            check_module(decoder, "decoder", (m,), (dim,), codebook.dtype)
         super().__init__(event_shape=(dim,), latent_shape=(k,))
         self.n_codes = k
         self.codebook = nn.Parameter(codebook.detach().clone())
@@ -76,7 +80,11 @@ class VectorQuantizer(LatentEnergy):
     def forward(self, y, z, x=None):
         if x is not None:
             raise TypeError("VectorQuantizer takes no conditioning x")
-        return ((y - self.decoder(z @ self.codebook)) ** 2).sum(-1)
+        y = check_state(y, "y", self.event_shape)
+        z = check_state(z, "z", self.latent_shape)
+        joint_batch(y, z, self.event_shape, self.latent_shape)
+        e = ((y - self.decoder(z @ self.codebook)) ** 2).sum(-1)
+        return checked(e, "the vector quantizer's energy", [("y", y), ("z", z)], self)
 
     def codes(self) -> torch.Tensor:
         """The ``K`` one-hot latent values ``[K, K]``."""
@@ -127,6 +135,8 @@ class VectorQuantizer(LatentEnergy):
         commitment term (weight ``gamma = commitment``) keeps ``h`` near its code."""
         commitment = check_real(commitment, "commitment", minimum=0.0)
         h = self.embed(y)
+        if h.numel() == 0:
+            raise ValueError(f"y must hold at least one example to average over, got shape {tuple(y.shape)}")
         q = self.codebook[self._nearest(h.detach())]
         recon = ((y - self.decoder(h + (q - h).detach())) ** 2).sum(-1)
         codebook = ((h.detach() - q) ** 2).sum(-1)

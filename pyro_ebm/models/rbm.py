@@ -13,7 +13,6 @@ AIS from a base-rate model (:mod:`pyro_ebm.models.ais`) when both layers are lar
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Iterable, Optional
 
 import pyro
@@ -22,13 +21,13 @@ import torch
 import torch.nn.functional as tf
 from torch import nn
 
-from .._validation import check_beta, check_positive_int
+from .._validation import check_beta, check_finite, check_positive_int, check_real
 from ..energy import Energy, as_energy
 from ..gibbs import energy_factor, product_values
 from ..mcmc import make_generator, sample as mcmc_sample
 from ..partition import LogPartition, log_partition
 from ..train import DataOrder, History
-from ._common import JointState, check_binary, check_units
+from ._common import JointState, check_binary, check_fit_finite, check_state, check_units, checked, joint_batch
 from .ais import rbm_ais
 
 __all__ = ["RBM"]
@@ -68,8 +67,7 @@ class RBM(Energy):
         super().__init__(event_shape=(nv,))
         self.n_visible, self.n_hidden = nv, nh
         self.beta = float(check_beta(beta))
-        if isinstance(init_scale, bool) or not isinstance(init_scale, numbers.Real) or not init_scale >= 0:
-            raise ValueError(f"init_scale must be a number >= 0, got {init_scale!r}")
+        init_scale = check_real(init_scale, "init_scale", minimum=0.0)
         dtype = dtype or torch.get_default_dtype()
         gen = make_generator(seed, "cpu")
         self.weight = nn.Parameter(torch.randn(nv, nh, generator=gen, dtype=dtype) * float(init_scale))
@@ -81,18 +79,27 @@ class RBM(Energy):
     def forward(self, v, x=None):
         if x is not None:
             raise TypeError("RBM takes no conditioning x")
+        v = check_state(v, "v", self.event_shape, like=self.weight)
         pre = torch.matmul(v, self.weight) + self.hidden_bias
-        return -(v * self.visible_bias).sum(-1) - tf.softplus(self.beta * pre).sum(-1) / self.beta
+        out = -(v * self.visible_bias).sum(-1) - tf.softplus(self.beta * pre).sum(-1) / self.beta
+        return checked(out, "the RBM's free energy", [("v", v)], self)
 
     def joint_energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        r""":math:`E(v, h) = -v^\top W h - b^\top v - c^\top h` (``beta = 1``), broadcasting the batch dims."""
-        return -((v @ self.weight) * h).sum(-1) - (v * self.visible_bias).sum(-1) - (h * self.hidden_bias).sum(-1)
+        r""":math:`E(v, h) = -v^\top W h - b^\top v - c^\top h` (``beta = 1``) of ``v`` ``[*batch, n_visible]`` and
+        ``h`` ``[*batch', n_hidden]``, broadcasting the batch dims."""
+        v = check_state(v, "v", (self.n_visible,), like=self.weight)
+        h = check_state(h, "h", (self.n_hidden,), like=self.weight)
+        joint_batch(v, h, (self.n_visible,), (self.n_hidden,), names=("v", "h"))
+        e = -((v @ self.weight) * h).sum(-1) - (v * self.visible_bias).sum(-1) - (h * self.hidden_bias).sum(-1)
+        return checked(e, "the RBM's energy", [("v", v), ("h", h)], self)
 
     def hidden_free_energy(self, h: torch.Tensor) -> torch.Tensor:
         r"""The free energy of ``h`` over the visible units, :math:`-c^\top h - \frac1\beta\sum_i
-        \operatorname{softplus}(\beta(b_i + W_{i:} h))`, ``[*batch]``."""
+        \operatorname{softplus}(\beta(b_i + W_{i:} h))` of ``h`` ``[*batch, n_hidden]``, ``[*batch]``."""
+        h = check_state(h, "h", (self.n_hidden,), like=self.weight)
         pre = torch.matmul(h, self.weight.T) + self.visible_bias
-        return -(h * self.hidden_bias).sum(-1) - tf.softplus(self.beta * pre).sum(-1) / self.beta
+        out = -(h * self.hidden_bias).sum(-1) - tf.softplus(self.beta * pre).sum(-1) / self.beta
+        return checked(out, "the RBM's hidden free energy", [("h", h)], self)
 
     def latent_energy(self):
         """:math:`E(v, h)` as a :class:`~pyro_ebm.LatentEnergy` sharing this model's parameters."""
@@ -103,6 +110,8 @@ class RBM(Energy):
         :func:`pyro_ebm.free_energy` (a check of the closed form; ``n_hidden <= 20``)."""
         from ..inference import free_energy
 
+        v = check_state(v, "v", self.event_shape, like=self.weight)
+        check_finite(v.detach(), "v")
         return free_energy(self.latent_energy(), v, self._layer_values(self.n_hidden), beta=self.beta)
 
     def _layer_values(self, n: int, limit: int = MAX_EXACT_UNITS) -> torch.Tensor:
@@ -114,11 +123,17 @@ class RBM(Energy):
 
     # -- conditionals and Gibbs ---------------------------------------------------------------------
     def hidden_probs(self, v: torch.Tensor) -> torch.Tensor:
-        r""":math:`P(h_j = 1 \mid v) = \sigma(\beta (c_j + v^\top W_{:j}))`, ``[*batch, n_hidden]``."""
+        r""":math:`P(h_j = 1 \mid v) = \sigma(\beta (c_j + v^\top W_{:j}))` for ``v`` ``[*batch, n_visible]``,
+        ``[*batch, n_hidden]``."""
+        v = check_state(v, "v", self.event_shape, like=self.weight)
+        check_finite(v.detach(), "v")
         return torch.sigmoid(self.beta * (torch.matmul(v, self.weight) + self.hidden_bias))
 
     def visible_probs(self, h: torch.Tensor) -> torch.Tensor:
-        r""":math:`P(v_i = 1 \mid h) = \sigma(\beta (b_i + W_{i:} h))`, ``[*batch, n_visible]``."""
+        r""":math:`P(v_i = 1 \mid h) = \sigma(\beta (b_i + W_{i:} h))` for ``h`` ``[*batch, n_hidden]``,
+        ``[*batch, n_visible]``."""
+        h = check_state(h, "h", (self.n_hidden,), like=self.weight)
+        check_finite(h.detach(), "h")
         return torch.sigmoid(self.beta * (torch.matmul(h, self.weight.T) + self.visible_bias))
 
     def joint_state(self) -> JointState:
@@ -258,12 +273,11 @@ class RBM(Energy):
         """
         w = self.weight
         data = check_binary(data, "data", self.n_visible, min_dim=2, like=w)
-        if data.dim() != 2:
-            raise ValueError(f"data must have shape [N, {self.n_visible}], got {tuple(data.shape)}")
+        if data.dim() != 2 or data.shape[0] == 0:
+            raise ValueError(f"data must have shape [N, {self.n_visible}] with N >= 1, got {tuple(data.shape)}")
         epochs = check_positive_int(epochs, "epochs")
         k = check_positive_int(k, "k")
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0:
-            raise ValueError(f"lr must be a number > 0, got {lr!r}")
+        lr = check_real(lr, "lr", minimum=0.0, strict=True)
         order = DataOrder(data.shape[0], check_positive_int(batch_size, "batch_size"), seed=seed)
         gen = make_generator(seed, w.device)
         callbacks = list(callbacks)
@@ -298,6 +312,7 @@ class RBM(Energy):
                         _probs(torch.addmm(c, v_neg, W, out=h_neg), beta)
                         _bernoulli(h_neg, u_h, gen, out=chain)
                     _sgd_update(W, b, c, v_pos, h_pos, v_neg, h_neg, step)
+                check_fit_finite(self, "RBM.fit", lr, epoch)
                 recon = ((self.reconstruct(monitor) - monitor) ** 2).mean()
                 gap = self(v_neg).mean() - self(monitor).mean()
                 history.append({"epoch": epoch, "reconstruction": float(recon), "gap": float(gap)})

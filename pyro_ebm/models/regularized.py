@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from .._rng import check_seed, make_generator
-from .._validation import check_positive_int
+from .._validation import check_finite, check_positive_int
 from ..energy import LatentEnergy
 from ..inference import argmin_latent, free_energy
-from ._common import check_units
+from ._common import check_parameters, check_state, check_units, checked, joint_batch
 from ._data import as_beta, check_data, check_input, check_matrix, gaussian_volume
 
 __all__ = ["PCA", "KMeans", "GaussianMixture"]
@@ -38,6 +38,15 @@ class _Fitted(LatentEnergy):
     def _check_y(self, y, name="y"):
         self._require_fit()
         return check_input(y, self.event_shape, name)
+
+    def _check_yz(self, y, z):
+        """``y`` ``[*batch, d]`` and ``z`` ``[*batch', *latent_shape]`` for ``forward`` (finiteness is checked on
+        the energy)."""
+        self._require_fit()
+        y = check_state(y, "y", self.event_shape)
+        z = check_state(z, "z", self.latent_shape)
+        joint_batch(y, z, self.event_shape, self.latent_shape)
+        return y, z
 
 
 class _OneHot(_Fitted):
@@ -104,6 +113,9 @@ class PCA(_Fitted):
         d = components.shape[1]
         if not isinstance(mean, torch.Tensor) or mean.shape != (d,):
             raise ValueError(f"mean must be a tensor of shape ({d},), got {getattr(mean, 'shape', type(mean))}")
+        if mean.is_complex() or mean.dtype == torch.bool:
+            raise TypeError(f"mean must be a real tensor, got dtype {mean.dtype}")
+        check_finite(mean.detach(), "mean")
         if self.n_components > d:
             raise ValueError(f"n_components = {self.n_components} is larger than the dimension d = {d}")
         self.components_ = nn.Parameter(components.detach().clone())
@@ -129,7 +141,8 @@ class PCA(_Fitted):
     def forward(self, y, z, x=None):
         if x is not None:
             raise TypeError("PCA takes no conditioning x")
-        return ((y - self.mean_ - z @ self.components_) ** 2).sum(-1)
+        y, z = self._check_yz(y, z)
+        return checked(((y - self.mean_ - z @ self.components_) ** 2).sum(-1), "the PCA energy", [("y", y), ("z", z)], self)
 
     def infer(self, y: torch.Tensor) -> torch.Tensor:
         """The minimising code ``z* = (y - mean) W^T (W W^T)^{-1}``, ``[*batch, k]``."""
@@ -249,7 +262,8 @@ class KMeans(_OneHot):
     def forward(self, y, z, x=None):
         if x is not None:
             raise TypeError("KMeans takes no conditioning x")
-        return ((y - z @ self.cluster_centers_) ** 2).sum(-1)
+        y, z = self._check_yz(y, z)
+        return checked(((y - z @ self.cluster_centers_) ** 2).sum(-1), "the KMeans energy", [("y", y), ("z", z)], self)
 
     def predict(self, y: torch.Tensor) -> torch.Tensor:
         """The index of the nearest centre, ``[*batch]`` (scikit-learn's ``predict``)."""
@@ -338,16 +352,20 @@ class GaussianMixture(_OneHot):
         return cls(torch.full((k,), 1.0 / k, dtype=c.dtype), c, cov.contiguous())
 
     def log_joint(self, y: torch.Tensor) -> torch.Tensor:
-        """``log pi_k + log N(y; mu_k, Sigma_k)`` for every component, ``[*batch, K]``."""
+        """``log pi_k + log N(y; mu_k, Sigma_k)`` for every component of ``y`` ``[*batch, d]``, ``[*batch, K]``."""
+        y = check_state(y, "y", self.event_shape)
+        check_parameters(self, "GaussianMixture")
         chol = torch.linalg.cholesky(self.covariances_)
         diff = (y.unsqueeze(-2) - self.means_).unsqueeze(-1)  # [*batch, K, d, 1]
         sol = torch.linalg.solve_triangular(chol, diff, upper=False).squeeze(-1)
         d = self.means_.shape[1]
         half_logdet = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-        return torch.log(self.weights_) - 0.5 * (sol**2).sum(-1) - half_logdet - 0.5 * d * math.log(2 * math.pi)
+        out = torch.log(self.weights_) - 0.5 * (sol**2).sum(-1) - half_logdet - 0.5 * d * math.log(2 * math.pi)
+        return checked(out, "the mixture's log density", [("y", y)], self)
 
     def forward(self, y, z, x=None):
         if x is not None:
             raise TypeError("GaussianMixture takes no conditioning x")
-        return -(z * self.log_joint(y)).sum(-1)
+        y, z = self._check_yz(y, z)
+        return checked(-(z * self.log_joint(y)).sum(-1), "the mixture's energy", [("z", z)], self)
 

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from .._rng import make_generator
-from .._validation import check_positive_int, check_real
+from .._validation import check_finite, check_positive_int, check_real
 from ..energy import LatentEnergy
 from ..inference import free_energy_importance
+from ._common import check_fit_finite, check_module, check_parameters, check_state, checked, joint_batch
 from ._data import as_beta, check_data, check_input, check_matrix
 
 __all__ = ["SparseCoding", "SparseAutoEncoder", "LISTA", "soft_threshold"]
@@ -33,13 +34,23 @@ def soft_threshold(u: torch.Tensor, threshold) -> torch.Tensor:
         >>> soft_threshold(torch.tensor([-2.0, 0.5, 3.0]), 1.0)
         tensor([-1.,  0.,  2.])
     """
-    if not isinstance(u, torch.Tensor):
-        raise TypeError(f"u must be a tensor, got {type(u).__name__}")
+    if not isinstance(u, torch.Tensor) or not u.is_floating_point():
+        raise TypeError(f"u must be a floating-point tensor, got "
+                        f"{u.dtype if isinstance(u, torch.Tensor) else type(u).__name__}")
+    check_finite(u.detach(), "u")
     if isinstance(threshold, torch.Tensor):
+        if not threshold.is_floating_point():
+            raise TypeError(f"threshold must be a number or a floating-point tensor, got dtype {threshold.dtype}")
+        check_finite(threshold.detach(), "threshold")
         if bool((threshold < 0).any()):
             raise ValueError("threshold must be >= 0")
     else:
         threshold = check_real(threshold, "threshold", minimum=0.0)
+    return _soft(u, threshold)
+
+
+def _soft(u: torch.Tensor, threshold) -> torch.Tensor:
+    """:func:`soft_threshold` without the checks (the solvers' inner loop)."""
     return torch.sign(u) * torch.relu(u.abs() - threshold)
 
 
@@ -59,7 +70,7 @@ def _lasso(y: torch.Tensor, d: torch.Tensor, lam: float, method: str, steps, tol
     v, t = z, 1.0
     for _ in range(steps):
         grad = -2.0 * (y - v @ d) @ d.T
-        z_new = soft_threshold(v - step * grad, lam * step)
+        z_new = _soft(v - step * grad, lam * step)
         if method == "fista":
             t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
             v = z_new + ((t - 1.0) / t_new) * (z_new - z)
@@ -84,6 +95,8 @@ def _lasso_free_energy(energy, y, beta, quadratic, num_samples, seed, infer_kwar
     if torch.isinf(b):
         return energy(y, energy.infer(y, **infer_kwargs))
     beta = float(b)
+    if y.numel() == 0:  # an empty batch
+        return y.new_zeros(y.shape[:-1])
     y_quad, d = quadratic()
     gram = 2.0 * beta * (d @ d.T)
     _, info = torch.linalg.cholesky_ex(gram.detach())
@@ -93,6 +106,31 @@ def _lasso_free_energy(energy, y, beta, quadratic, num_samples, seed, infer_kwar
     proposal = torch.distributions.MultivariateNormal(z_ls, precision_matrix=gram.detach())
     gen = make_generator(seed)
     return free_energy_importance(energy, y, proposal, num_samples, beta=beta, generator=gen).value
+
+
+def _check_yz(energy, y, z):
+    """``y`` ``[*batch, d]`` and ``z`` ``[*batch', k]`` for ``forward`` (finiteness is checked on the energy)."""
+    y = check_state(y, "y", energy.event_shape)
+    z = check_state(z, "z", energy.latent_shape)
+    joint_batch(y, z, energy.event_shape, energy.latent_shape)
+    return y, z
+
+
+def _check_z_init(energy, y: torch.Tensor, z_init):
+    """``z_init`` ``[*batch, k]`` broadcasting to the batch of ``y`` (or ``None``)."""
+    if z_init is None:
+        return None
+    z_init = check_input(z_init, energy.latent_shape, "z_init")
+    batch = y.shape[: y.dim() - len(energy.event_shape)]
+    zb = z_init.shape[: z_init.dim() - len(energy.latent_shape)]
+    try:
+        ok = torch.broadcast_shapes(batch, zb) == batch
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"z_init must have y's batch shape {tuple(batch)} (or broadcast to it) + "
+                         f"{tuple(energy.latent_shape)}, got {tuple(z_init.shape)}")
+    return z_init
 
 
 class SparseCoding(LatentEnergy):
@@ -128,7 +166,9 @@ class SparseCoding(LatentEnergy):
     def forward(self, y, z, x=None):
         if x is not None:
             raise TypeError("SparseCoding takes no conditioning x")
-        return ((y - z @ self.dictionary) ** 2).sum(-1) + self.lam * z.abs().sum(-1)
+        y, z = _check_yz(self, y, z)
+        e = ((y - z @ self.dictionary) ** 2).sum(-1) + self.lam * z.abs().sum(-1)
+        return checked(e, "the sparse coding energy", [("y", y), ("z", z)], self)
 
     def lipschitz(self) -> float:
         """``L = 2 sigma_max(D)^2``, the Lipschitz constant of the reconstruction gradient in ``z``."""
@@ -140,8 +180,7 @@ class SparseCoding(LatentEnergy):
         """The sparse code ``argmin_z E(y, z)`` ``[*batch, k]`` by ISTA or FISTA (step ``1/L``), stopping when
         no code moves by more than ``tol``. Detached."""
         y = check_input(y, self.event_shape, "y")
-        if z_init is not None:
-            z_init = check_input(z_init, self.latent_shape, "z_init")
+        z_init = _check_z_init(self, y, z_init)
         return _lasso(y, self.dictionary, self.lam, method, steps, tol, z_init)
 
     def free_energy(self, y: torch.Tensor, beta=float("inf"), *, num_samples: int = 4096, seed=0,
@@ -159,6 +198,7 @@ class SparseCoding(LatentEnergy):
         codes and grow the atoms). Records ``objective_`` (the summed energy after each round); returns self."""
         Y = check_data(Y, "Y", self.event_shape[0]).to(self.dictionary)
         n_iter = check_positive_int(n_iter, "n_iter")
+        infer_steps = check_positive_int(infer_steps, "infer_steps")
         history = []
         with torch.no_grad():
             for _ in range(n_iter):
@@ -211,6 +251,7 @@ class SparseAutoEncoder(LatentEnergy):
         if not isinstance(encoder, nn.Module):
             raise TypeError(
                 f"encoder must be a torch.nn.Module [*batch, d] -> [*batch, k], got {type(encoder).__name__}")
+        check_module(encoder, "encoder", dictionary.shape[1:], dictionary.shape[:1], dictionary.dtype)
         super().__init__(event_shape=(dictionary.shape[1],), latent_shape=(dictionary.shape[0],))
         self.lam = check_real(lam, "lam", minimum=0.0)
         self.alpha = check_real(alpha, "alpha", minimum=0.0)
@@ -229,8 +270,10 @@ class SparseAutoEncoder(LatentEnergy):
     def forward(self, y, z, x=None):
         if x is not None:
             raise TypeError("SparseAutoEncoder takes no conditioning x")
+        y, z = _check_yz(self, y, z)
         e = ((y - z @ self.dictionary) ** 2).sum(-1) + self.lam * z.abs().sum(-1)
-        return e + self.alpha * ((z - self.encoder(y)) ** 2).sum(-1)
+        e = e + self.alpha * ((z - self.encoder(y)) ** 2).sum(-1)
+        return checked(e, "the sparse auto-encoder's energy", [("y", y), ("z", z)], self)
 
     def augmented_dictionary(self) -> torch.Tensor:
         """``D_aug = [D, sqrt(alpha) I]`` ``[k, d + k]``: ``||[y, sqrt(alpha) enc(y)] - z D_aug||^2`` is the smooth
@@ -248,8 +291,7 @@ class SparseAutoEncoder(LatentEnergy):
         """``z* = argmin_z E(y, z)`` ``[*batch, k]`` by ISTA/FISTA on the augmented Lasso (from ``z_init``,
         default 0; ``z_init=self.predict(y)`` warm-starts at the encoder's code). Detached."""
         y = check_input(y, self.event_shape, "y")
-        if z_init is not None:
-            z_init = check_input(z_init, self.latent_shape, "z_init")
+        z_init = _check_z_init(self, y, z_init)
         with torch.no_grad():
             y_aug = self.augmented_input(y)
         return _lasso(y_aug, self.augmented_dictionary(), self.lam, method, steps, tol, z_init)
@@ -286,7 +328,7 @@ class SparseAutoEncoder(LatentEnergy):
         opt = torch.optim.Adam(params, lr=lr)
         gen = make_generator(seed)
         self.loss_, self.prediction_error_ = [], []
-        for _ in range(epochs):
+        for epoch in range(1, epochs + 1):
             perm = torch.randperm(Y.shape[0], generator=gen)
             total, pred = 0.0, 0.0
             for i in range(0, Y.shape[0], batch_size):
@@ -301,6 +343,7 @@ class SparseAutoEncoder(LatentEnergy):
                 if learn_dictionary:
                     with torch.no_grad():
                         self.dictionary.div_(self.dictionary.norm(dim=1, keepdim=True).clamp(min=1e-12))
+                check_fit_finite(self, "SparseAutoEncoder.fit", lr, epoch)
                 total += float(loss.detach()) * len(yb)
             self.loss_.append(total / Y.shape[0])
             self.prediction_error_.append(pred / Y.shape[0])
@@ -334,6 +377,12 @@ class LISTA(nn.Module):
         if not isinstance(sparse_coding, SparseCoding):
             raise TypeError(f"sparse_coding must be a SparseCoding energy, got {type(sparse_coding).__name__}")
         self.n_layers = check_positive_int(n_layers, "n_layers")
+        check_parameters(sparse_coding, "sparse_coding")
+        probe = sparse_coding.dictionary.new_zeros((1,) + tuple(sparse_coding.event_shape))
+        e = sparse_coding(probe, sparse_coding.dictionary.new_zeros((1,) + tuple(sparse_coding.latent_shape)))
+        if not isinstance(e, torch.Tensor) or e.shape != (1,) or not bool(torch.isfinite(e).all()):
+            raise ValueError("sparse_coding must give one finite energy per example (checked at y = 0, z = 0), got "
+                             f"{e.detach() if isinstance(e, torch.Tensor) else type(e).__name__}")
         d = sparse_coding.dictionary.detach()
         lip = sparse_coding.lipschitz()
         k = d.shape[0]
@@ -347,10 +396,10 @@ class LISTA(nn.Module):
         """The code ``[*batch, k]`` after ``T`` layers."""
         y = check_input(y, self.event_shape, "y")
         b = y @ self.encoder
-        z = soft_threshold(b, self.threshold.clamp(min=0))
+        z = _soft(b, self.threshold.clamp(min=0))
         for _ in range(self.n_layers - 1):
-            z = soft_threshold(b + z @ self.lateral, self.threshold.clamp(min=0))
-        return z
+            z = _soft(b + z @ self.lateral, self.threshold.clamp(min=0))
+        return checked(z, "the LISTA code", [("y", y)], self)
 
     def fit(self, Y, *, epochs: int = 300, lr: float = 1e-3, batch_size: int = 128, seed=0,
             target_steps: int = 500) -> "LISTA":
@@ -364,7 +413,7 @@ class LISTA(nn.Module):
         gen = make_generator(seed)
         opt = torch.optim.Adam(self.parameters(), lr=lr)
         self.loss_ = []
-        for _ in range(epochs):
+        for epoch in range(1, epochs + 1):
             perm = torch.randperm(Y.shape[0], generator=gen)
             total = 0.0
             for i in range(0, Y.shape[0], batch_size):
@@ -373,6 +422,7 @@ class LISTA(nn.Module):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                check_fit_finite(self, "LISTA.fit", lr, epoch)
                 total += float(loss.detach()) * len(idx)
             self.loss_.append(total / Y.shape[0])
         return self

@@ -8,6 +8,7 @@ from typing import Dict, Optional, Union
 import torch
 
 from .._rng import check_seed, make_generator
+from .._validation import check_device, check_finite, check_positive_int
 from ..energy import Energy, as_energy, batch_shape_of, check_energy_output
 
 __all__ = ["Negatives", "negative_energies"]
@@ -30,8 +31,18 @@ def _energy_for(energy, y: torch.Tensor) -> Energy:
     return as_energy(energy, event_shape=y.shape[1:])
 
 
+def _check_points(value, name: str) -> None:
+    """``value`` must be a floating-point tensor of finite entries (examples, conditioning, answers)."""
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        got = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+        raise TypeError(f"{name} must be a floating-point tensor, got {got}")
+    check_finite(value.detach(), name)
+
+
 def _flatten(energy, y, x):
-    """Returns ``(energy, batch, y_flat [B, *event], x_flat [B, *x_event] or None)``."""
+    """Returns ``(energy, batch, y_flat [B, *event], x_flat [B, *x_event] or None)``; ``y`` (and a
+    floating ``x``) must be finite."""
+    _check_points(y, "y")
     E = _energy_for(energy, y)
     batch = batch_shape_of(y, E.event_shape, "y")
     B = int(math.prod(batch))
@@ -40,6 +51,8 @@ def _flatten(energy, y, x):
     if x is not None:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor [*batch, *x_event], got {type(x).__name__}")
+        if x.is_floating_point():
+            check_finite(x.detach(), "x")
         nb = len(batch)
         if x.dim() < nb or tuple(x.shape[:nb]) != tuple(batch):
             raise ValueError(
@@ -68,7 +81,8 @@ def negative_energies(energy, y_hat: torch.Tensor, x: Optional[torch.Tensor] = N
     ``[n_neg * B, *x_event]``), so gradients flow into its parameters.
 
     :param energy: an :class:`~pyro_ebm.Energy` (or a callable; then ``y_hat`` is ``[n_neg, batch, *event]``).
-    :param y_hat: contrastive answers ``[n_neg, *batch, *event]`` from a :class:`Negatives`.
+    :param y_hat: contrastive answers ``[n_neg, *batch, *event]`` from a :class:`Negatives` (floating point,
+        finite).
     :param x: optional conditioning ``[*batch, *x_event]``.
     :returns: ``[*batch, n_neg]``.
 
@@ -82,6 +96,9 @@ def negative_energies(energy, y_hat: torch.Tensor, x: Optional[torch.Tensor] = N
     """
     if not isinstance(y_hat, torch.Tensor) or y_hat.dim() < 1:
         raise TypeError("y_hat must be a tensor [n_neg, *batch, *event_shape]")
+    _check_points(y_hat, "y_hat")
+    if x is not None and not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor [*batch, *x_event], got {type(x).__name__}")
     E = energy if isinstance(energy, Energy) else as_energy(energy, event_shape=y_hat.shape[2:])
     full = batch_shape_of(y_hat, E.event_shape, "y_hat")
     if len(full) < 1:
@@ -103,6 +120,33 @@ def negative_energies(energy, y_hat: torch.Tensor, x: Optional[torch.Tensor] = N
     out = _call(E, y_flat, x_flat)
     check_energy_output(out, (n * B,), name=E._label())
     return out.reshape((n,) + tuple(batch)).movedim(0, -1)
+
+
+def _probe_args(energy, num_chains, num_draws, seed, data, thin, dtype, device):
+    """Checked arguments of a ``probe``: ``(energy, chains, draws, thin, generator, dtype, device)``."""
+    if data is not None and (not isinstance(data, torch.Tensor) or not data.is_floating_point()):
+        raise TypeError("data must be a floating-point tensor [N, *event_shape] or None")
+    if not isinstance(energy, Energy):
+        if not callable(energy):
+            raise TypeError(f"energy must be an Energy or a callable F(y), got {type(energy).__name__}")
+        if data is None:
+            raise ValueError("a plain-callable energy needs data [N, *event_shape] (for its event shape)")
+        energy = as_energy(energy, event_shape=data.shape[1:])
+    if data is not None:
+        if len(batch_shape_of(data, energy.event_shape, "data")) != 1 or data.shape[0] < 1:
+            raise ValueError(f"data must have shape [N >= 1, *event_shape] = [N, "
+                             f"{', '.join(map(str, energy.event_shape))}], got {tuple(data.shape)}")
+        check_finite(data.detach(), "data")
+    chains = check_positive_int(num_chains, "num_chains", minimum=2)
+    draws = check_positive_int(num_draws, "num_draws", minimum=4)
+    thin = None if thin is None else check_positive_int(thin, "thin")
+    ref = data if data is not None else next(iter(energy.parameters()), None)
+    if dtype is None:
+        dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+    if device is None:
+        device = ref.device if ref is not None else torch.device("cpu")
+    device = check_device(device)
+    return energy, chains, draws, thin, make_generator(seed, device), dtype, device
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -153,6 +197,7 @@ class Negatives:
         :param dtype, device: of the chains (default: those of ``data``, else of the energy's parameters).
         :returns: :class:`~pyro_ebm.mcmc.Samples` with draws ``[num_chains, num_draws, *event]``.
         """
+        _probe_args(energy, num_chains, num_draws, seed, data, thin, dtype, device)
         last = getattr(self, "last_samples", None)
         if last is not None and isinstance(getattr(last, "draws", None), torch.Tensor) \
                 and last.num_draws >= 4 and last.num_chains >= 2:
@@ -165,7 +210,7 @@ class Negatives:
     # -- random numbers ------------------------------------------------------------------------------
     def rng(self, device) -> torch.Generator:
         """The generator's own ``torch.Generator`` on ``device`` (made from ``seed`` on first use)."""
-        device = torch.device(device)
+        device = check_device(device)
         if self._gen is None or self._gen.device.type != device.type:
             if isinstance(self.seed, torch.Generator):
                 raise ValueError(

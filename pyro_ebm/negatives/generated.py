@@ -10,7 +10,8 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from .._validation import check_positive_int
+from .._validation import check_finite, check_positive_int, check_real
+from ..energy import _as_size, check_energy_output
 from .base import Negatives, Seed, _call, _flatten, _repeat
 
 __all__ = ["Corruption", "LearnedGenerator"]
@@ -117,32 +118,47 @@ class LearnedGenerator(Negatives):
         if not isinstance(generator, nn.Module):
             raise TypeError(f"generator must be an nn.Module, got {type(generator).__name__}")
         self.net = generator
-        self.latent_shape = torch.Size((latent_shape,) if isinstance(latent_shape, int) else latent_shape)
+        self.latent_shape = _as_size(latent_shape, "latent_shape")
         self.n_neg = check_positive_int(n_neg, "n_neg")
         if optimizer is None:
-            if not float(lr) > 0:
-                raise ValueError(f"lr must be > 0, got {lr}")
+            lr = check_real(lr, "lr", minimum=0, strict=True)
             optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
         self.optimizer = optimizer
 
-    def _sample(self, M, x_rep, gen, dtype, device):
+    def _sample(self, M, x_rep, gen, dtype, device, event_shape):
         z = torch.randn((M,) + tuple(self.latent_shape), generator=gen, dtype=dtype, device=device)
-        return self.net(z) if x_rep is None else self.net(z, x_rep)
+        try:
+            out = self.net(z) if x_rep is None else self.net(z, x_rep)
+        except RuntimeError as exc:
+            with_x = "" if x_rep is None else f" and x of shape {tuple(x_rep.shape)}"
+            raise ValueError(
+                f"generator failed on z of shape [M, *latent_shape] = {tuple(z.shape)}{with_x}: give the "
+                f"latent_shape its input layer takes ({str(exc).splitlines()[0]})"
+            ) from exc
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (M,) + tuple(event_shape):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"generator must map z [M, *latent_shape] to [M, *event_shape] = {(M,) + tuple(event_shape)}, "
+                f"got {got}"
+            )
+        check_finite(out.detach(), "generator output")
+        return out
 
     def __call__(self, energy, y, x=None):
         E, batch, y_flat, x_flat = _flatten(energy, y, x)
         M = self.n_neg * y_flat.shape[0]
+        shape = (self.n_neg,) + tuple(batch) + tuple(E.event_shape)
+        if M == 0:  # an empty batch: nothing to train on, no negatives
+            self.diagnostics = {}
+            return torch.zeros(shape, dtype=y.dtype, device=y.device)
         x_rep = _repeat(x_flat, self.n_neg)
         gen = self.rng(y.device)
         params = [p for p in self.net.parameters() if p.requires_grad]
         with torch.enable_grad():
-            fake = self._sample(M, x_rep, gen, y.dtype, y.device)
-            if tuple(fake.shape) != (M,) + tuple(E.event_shape):
-                raise ValueError(
-                    f"generator must map z [M, *latent_shape] to [M, *event_shape] = {(M,) + tuple(E.event_shape)}, "
-                    f"got {tuple(fake.shape)}"
-                )
-            g_loss = _call(E, fake, x_rep).mean()
+            fake = self._sample(M, x_rep, gen, y.dtype, y.device, E.event_shape)
+            values = _call(E, fake, x_rep)
+            check_energy_output(values, (M,), name=E._label())
+            g_loss = values.mean()
             grads = torch.autograd.grad(g_loss, params)  # only the generator's parameters
         for p, g in zip(params, grads):
             p.grad = g
@@ -150,9 +166,9 @@ class LearnedGenerator(Negatives):
         for p in params:
             p.grad = None
         with torch.no_grad():
-            out = self._sample(M, x_rep, gen, y.dtype, y.device)
+            out = self._sample(M, x_rep, gen, y.dtype, y.device, E.event_shape)
         self.diagnostics = {"generator_energy": float(g_loss.detach())}
-        return out.detach().reshape((self.n_neg,) + tuple(batch) + tuple(E.event_shape))
+        return out.detach().reshape(shape)
 
     def state_dict(self) -> dict:
         state = super().state_dict()

@@ -9,9 +9,9 @@ import torch
 
 from .. import mcmc
 from .._validation import check_beta, check_positive_int, check_real
-from ..energy import Energy, as_energy, check_energy_output
+from ..energy import Energy, check_energy_output
 from ..mcmc.samples import Samples
-from .base import Negatives, Seed, _flatten, _repeat
+from .base import Negatives, Seed, _flatten, _probe_args, _repeat
 
 __all__ = ["MCMCNegatives", "ContrastiveDivergence", "PersistentNegatives", "PyroNUTSNegatives"]
 
@@ -33,9 +33,7 @@ def _check_init(init, init_scale) -> float:
     """Validate a base distribution ``init(n, generator)`` (or ``None``) and its default's scale."""
     if init is not None and not callable(init):
         raise TypeError("init must be a callable init(n, generator) -> [n, *event_shape]")
-    if not float(init_scale) > 0:
-        raise ValueError(f"init_scale must be > 0, got {init_scale}")
-    return float(init_scale)
+    return check_real(init_scale, "init_scale", minimum=0, strict=True)
 
 
 def _init_noise(init, n: int, event_shape, scale: float, gen, dtype, device) -> torch.Tensor:
@@ -52,27 +50,6 @@ def _init_noise(init, n: int, event_shape, scale: float, gen, dtype, device) -> 
 
 # ------------------------------------------------------------------------------------------------------
 # probes: a short multi-chain run of a generator's own sampler, for R-hat and ESS
-
-
-def _probe_args(energy, num_chains, num_draws, seed, data, thin, dtype, device):
-    """Checked arguments of a ``probe``: ``(energy, chains, draws, thin, generator, dtype, device)``."""
-    if data is not None and (not isinstance(data, torch.Tensor) or not data.is_floating_point()):
-        raise TypeError("data must be a floating-point tensor [N, *event_shape] or None")
-    if not isinstance(energy, Energy):
-        if not callable(energy):
-            raise TypeError(f"energy must be an Energy or a callable F(y), got {type(energy).__name__}")
-        if data is None:
-            raise ValueError("a plain-callable energy needs data [N, *event_shape] (for its event shape)")
-        energy = as_energy(energy, event_shape=data.shape[1:])
-    chains = check_positive_int(num_chains, "num_chains", minimum=2)
-    draws = check_positive_int(num_draws, "num_draws", minimum=4)
-    thin = None if thin is None else check_positive_int(thin, "thin")
-    ref = data if data is not None else next(iter(energy.parameters()), None)
-    if dtype is None:
-        dtype = ref.dtype if ref is not None else torch.get_default_dtype()
-    if device is None:
-        device = ref.device if ref is not None else torch.device("cpu")
-    return energy, chains, draws, thin, mcmc.make_generator(seed, device), dtype, torch.device(device)
 
 
 def _thin(s: Samples, thin: int) -> Samples:
@@ -627,6 +604,9 @@ class PyroNUTSNegatives(Negatives):
             raise ValueError("PyroNUTSNegatives supports unconditional energies only (x must be None)")
         E, batch, y_flat, _ = _flatten(energy, y, None)
         M = self.n_neg * y_flat.shape[0]
+        if M == 0:  # an empty batch: no particles to move
+            self.diagnostics = {}
+            return torch.zeros((self.n_neg,) + tuple(batch) + tuple(E.event_shape), dtype=y.dtype, device=y.device)
         s, run = self._run(E, M, self.num_samples, self.rng(y.device), y.dtype, y.device)
         self.last_mcmc = run
         self.last_samples = s

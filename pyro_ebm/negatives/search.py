@@ -8,9 +8,9 @@ from typing import Optional
 
 import torch
 
-from .._validation import MAX_ENUMERATION, check_positive_int
+from .._validation import MAX_ENUMERATION, check_finite, check_positive_int, check_real
 from ..energy import Energy, check_energy_output
-from .base import Negatives, Seed, _call, _flatten, _repeat
+from .base import Negatives, Seed, _call, _check_points, _flatten, _repeat
 
 __all__ = ["Exhaustive", "MostOffending"]
 
@@ -29,11 +29,12 @@ def _check_candidates(candidates, E: Energy, name: str = "candidates") -> torch.
 def _distances(candidates: torch.Tensor, y_flat: torch.Tensor) -> torch.Tensor:
     """Euclidean distances ``[B, K]`` between each example and each candidate (over the event dims)."""
     K, B = candidates.shape[0], y_flat.shape[0]
-    c = candidates.reshape(K, -1).to(y_flat.dtype)
-    if c.shape[1] == 0:
+    D = int(math.prod(candidates.shape[1:]))
+    c = candidates.reshape(K, D).to(y_flat.dtype)
+    if D == 0 or B == 0:
         return torch.zeros(B, K, dtype=y_flat.dtype, device=y_flat.device)
     # exact differences (no matrix-product shortcut), so that equal rows are at distance exactly 0
-    return torch.cdist(y_flat.reshape(B, -1), c, compute_mode="donot_use_mm_for_euclid_dist")
+    return torch.cdist(y_flat.reshape(B, D), c, compute_mode="donot_use_mm_for_euclid_dist")
 
 
 def _all_energies(E: Energy, candidates, x_flat, B) -> torch.Tensor:
@@ -80,10 +81,17 @@ class Exhaustive(Negatives):
         super().__init__(None)
         if not isinstance(candidates, torch.Tensor) or candidates.dim() < 1 or candidates.shape[0] < 2:
             raise ValueError("candidates must be a tensor [K, *event_shape] with K >= 2")
+        if candidates.is_floating_point():
+            check_finite(candidates.detach(), "candidates")
         self.candidates = candidates
 
     def target_index(self, y_flat: torch.Tensor) -> torch.Tensor:
-        """Index ``[B]`` of each example among the candidates; raises if one matches none or several."""
+        """Index ``[B]`` of each example ``y_flat`` ``[B, *event_shape]`` (floating point) among the
+        candidates; raises if one matches none or several."""
+        _check_points(y_flat, "y_flat")
+        if y_flat.dim() < 1 or tuple(y_flat.shape[1:]) != tuple(self.candidates.shape[1:]):
+            raise ValueError(f"y_flat must have shape [B, *event_shape] = [B, "
+                             f"{', '.join(map(str, self.candidates.shape[1:]))}], got {tuple(y_flat.shape)}")
         match = _distances(self.candidates, y_flat) == 0
         count = match.sum(-1)
         if bool((count != 1).any()):
@@ -172,12 +180,10 @@ class MostOffending(Negatives):
         self.k = check_positive_int(k, "k")
         self.restarts = check_positive_int(restarts, "restarts")
         self.steps = check_positive_int(steps, "steps", minimum=0)
-        if not float(lr) > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        self.lr = float(lr)
-        if init_scale is not None and not float(init_scale) > 0:
-            raise ValueError(f"init_scale must be > 0, got {init_scale}")
-        self.init_scale = float(init_scale) if init_scale is not None else (2 * self.radius or 1.0)
+        self.lr = check_real(lr, "lr", minimum=0, strict=True)
+        if init_scale is not None:
+            init_scale = check_real(init_scale, "init_scale", minimum=0, strict=True)
+        self.init_scale = init_scale if init_scale is not None else (2 * self.radius or 1.0)
 
     def __call__(self, energy, y, x=None):
         E, batch, y_flat, x_flat = _flatten(energy, y, x)
@@ -227,6 +233,8 @@ class MostOffending(Negatives):
         def f(v):
             return _call(E, v.reshape((R * B,) + tuple(E.event_shape)), xr)
 
+        with torch.no_grad():  # the energy's contract, once, at the starting points
+            check_energy_output(f(u), (R * B,), name=E._label())
         for _ in range(self.steps):
             with torch.enable_grad():
                 v = u.detach().requires_grad_(True)

@@ -38,9 +38,9 @@ from typing import Callable, Dict
 
 import torch
 
-from .._validation import check_beta
-from ..energy import Energy
-from ._common import Bracket, EstimateWarning, LogPartition
+from .._validation import check_beta, check_finite
+from ..energy import Energy, batch_shape_of, call_energy, check_energy_output
+from ._common import Bracket, EstimateWarning, LogPartition, _resolve_energy
 from .annealing import _ais, _reverse_ais
 from .bridges import NormalizedGibbs, energy_from_model, log_likelihood, normalized_distribution
 from .exact import _exact
@@ -208,14 +208,25 @@ def ais_bracket(energy, samples: torch.Tensor, beta=1.0, **options) -> Bracket:
         ``N``. ``seed`` seeds the forward run and, offset by one, the reverse run.
     :returns: :class:`Bracket` ``(lower, upper)`` of :class:`LogPartition`.
     """
-    if not isinstance(samples, torch.Tensor):
-        raise TypeError(f"samples must be a tensor [N, *event_shape], got {type(samples).__name__}")
+    if not isinstance(samples, torch.Tensor) or not samples.is_floating_point():
+        got = samples.dtype if isinstance(samples, torch.Tensor) else type(samples).__name__
+        raise TypeError(f"samples must be a floating-point tensor [N, *event_shape], got {got}")
+    if samples.dim() < 1 or samples.shape[0] < 2:
+        raise ValueError(f"samples must have shape [N, *event_shape] with N >= 2 draws, got {tuple(samples.shape)}")
+    check_finite(samples, "samples")
     fwd_opts = dict(options)
-    fwd_opts.setdefault("num_particles", samples.shape[0] if samples.dim() else 2)
+    fwd_opts.setdefault("num_particles", samples.shape[0])
     if "event_shape" not in fwd_opts and not isinstance(energy, Energy) and not isinstance(
         options.get("base"), torch.distributions.Distribution
     ):
         fwd_opts["event_shape"] = samples.shape[1:]
+    resolved = _resolve_energy(energy, fwd_opts.get("event_shape"))
+    if resolved is not None:  # the energy at the samples: their shape (and the event shape read off them) fits
+        batch_shape_of(samples, resolved.event_shape, "samples")
+        with torch.no_grad():
+            f = call_energy(resolved, samples)
+        check_energy_output(f, samples.shape[:1], name=resolved._label(), inputs=(("samples", samples),),
+                            event_shape=resolved.event_shape)
     seed = options.get("seed")
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
         rev_seed = seed + 1

@@ -131,6 +131,16 @@ def _check_values(f: torch.Tensor, y: torch.Tensor, what: str, label: str, offse
         )
 
 
+def _check_some_mass(f: torch.Tensor, label: str, where: str, remedy: str) -> None:
+    """Fail fast when the energy ``f`` is ``+inf`` at every point of ``where`` (the starting particles, the
+    candidates): ``exp(-beta F)`` has no mass there, and annealing towards it could only stall."""
+    if f.numel() and bool(torch.isposinf(f).all()):
+        raise ValueError(
+            f"{label} is +inf at all {f.numel()} {where}: exp(-beta F) has no mass there. Is the energy +inf "
+            f"everywhere? If not, {remedy}"
+        )
+
+
 def _call_energy(energy: Energy, y: torch.Tensor, label: str) -> torch.Tensor:
     """``energy(y)`` through the shared check (:func:`~pyro_ebm.energy.call_energy`), whose dtype error
     (e.g. a closure over float64 tensors fed float32 points) gets this module's remedy: ``dtype=``."""

@@ -19,7 +19,7 @@ from .._rng import make_generator
 from .._validation import check_positive_int
 from ..energy import Energy, batch_shape_of
 from ..mcmc import hmc
-from ._common import _F64, LogPartition, _call_energy, _check_values, _energy_dtype_device, _resolve_energy, _weights_summary
+from ._common import _F64, LogPartition, _call_energy, _check_some_mass, _check_values, _energy_dtype_device, _resolve_energy, _weights_summary
 
 
 def _schedule(schedule, num_temperatures: int, dtype=_F64) -> torch.Tensor:
@@ -251,6 +251,11 @@ def _run_ais(path: _Path, x0, betas, *, n_mcmc, n_leapfrog, step_size, target_ac
     pot.value_and_grad(x)
     comps = pot.last[1]
     _check_values(comps[0][0], x0.reshape((n,) + path.event_shape), "a starting particle", path.label)
+    if method == "ais":
+        _check_some_mass(comps[0][0], path.label, "starting particles (drawn from the base)",
+                         "move the base (loc, scale, or base=) over the region where the energy is finite")
+    else:
+        _check_some_mass(comps[0][0], path.label, "samples", "samples must be draws of exp(-beta F)")
     inv_mass = (precond ** 2).reshape(1, 1, d)
     log_w = torch.zeros(n, dtype=_F64, device=x0.device)
     used = torch.empty(interior, dtype=_F64)

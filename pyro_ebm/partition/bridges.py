@@ -14,8 +14,8 @@ from pyro.distributions import constraints
 from pyro.infer import config_enumerate
 from pyro.ops.contract import contract_to_tensor
 
-from .._validation import check_beta
-from ..energy import Energy, as_energy, batch_shape_of, check_energy_output
+from .._validation import check_beta, check_positive_int
+from ..energy import Energy, _check_energy_call, as_energy, batch_shape_of, call_energy
 from ..gibbs import GibbsBoltzmann
 from ..mcmc.potential import _guess_max_plate_nesting, _is_subsample
 from ._common import _as_log_z
@@ -49,8 +49,8 @@ def log_likelihood(energy, y: torch.Tensor, log_z, beta=1.0, x=None) -> torch.Te
         raise TypeError(f"y must be a tensor, got {type(y).__name__}")
     energy = as_energy(energy) if not isinstance(energy, Energy) else energy
     batch = batch_shape_of(y, energy.event_shape, "y")
-    f = energy(y) if x is None else energy(y, x)
-    check_energy_output(f, batch, name=energy._label())
+    f = call_energy(energy, y, x)
+    _check_energy_call(f, batch, energy._label(), (("y", y), ("x", x)), energy.event_shape)
     b = torch.as_tensor(beta, dtype=f.dtype, device=f.device)
     return -b * f - log_z.to(dtype=f.dtype, device=f.device)
 
@@ -243,4 +243,6 @@ def energy_from_model(model, site: str = "y", *, args=(), kwargs=None, data=None
         raise TypeError(f"model must be a callable Pyro model, got {type(model).__name__}")
     if not isinstance(site, str):
         raise TypeError(f"site must be a site name (str), got {type(site).__name__}")
+    if max_plate_nesting is not None:
+        max_plate_nesting = check_positive_int(max_plate_nesting, "max_plate_nesting", minimum=0, maximum=64)
     return _ModelEnergy(model, site, args, kwargs, data, max_plate_nesting)

@@ -19,6 +19,7 @@ def _exact(energy, beta, *, values, event_shape=None, chunk_size: int = 65536, m
     if values.dim() == 0 or values.shape[0] == 0:
         raise ValueError(f"values must have shape [K, *event_shape] with K >= 1, got {tuple(values.shape)}")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
+    max_candidates = check_positive_int(max_candidates, "max_candidates", maximum=math.inf)
     if event_shape is None and not isinstance(energy, Energy):
         event_shape = values.shape[1:]
     energy = _resolve_energy(energy, event_shape)
@@ -43,5 +44,7 @@ def _exact(energy, beta, *, values, event_shape=None, chunk_size: int = 65536, m
             _check_values(f, y, "values", label, offset=start)
             chunk = torch.logsumexp(-beta * f.to(_F64), 0)
             total = torch.logaddexp(total, chunk)
+    if bool(torch.isneginf(total)):
+        raise ValueError(f"{label} is +inf at all {k} values: exp(-beta F) sums to 0, log Z is undefined")
     zero = torch.zeros((), dtype=_F64, device=total.device)
     return LogPartition(total, zero, None, "exact", num_evaluations=k)

@@ -124,7 +124,7 @@ def _quadrature(
     if not torch.isfinite(fine):
         raise ValueError(
             f"the integral of exp(-beta F) over the box is {math.exp(fine.item()) if fine.item() < 0 else 'infinite'}; "
-            "the energy is +inf at every quadrature node or overflows: check low and high"
+            f"{label} is +inf at every quadrature node or overflows: check low and high"
         )
     # the energies themselves are rounded to the dtype: near the minimum each is off by up to half an ulp of
     # |F_min|, which beta multiplies (float32 at beta = 1e6 and F ~ 1000 is off by tens of nats)

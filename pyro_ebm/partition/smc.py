@@ -36,7 +36,7 @@ import torch
 from .._rng import make_generator
 from .._validation import check_positive_int
 from ..mcmc.adaptation import shrink_variance
-from ._common import _F64, EstimateWarning, LogPartition, _check_values, _weights_summary
+from ._common import _F64, EstimateWarning, LogPartition, _check_some_mass, _check_values, _weights_summary
 from .annealing import PathPotential, _ais_common, _Path, _sample_base, log_target_ratio, move
 
 __all__ = ["smc"]
@@ -149,6 +149,8 @@ def smc(
         comps = pot.last[1]
         _check_values(comps[0].reshape(-1), x0.reshape((K * M,) + path.event_shape), "a starting particle",
                       path.label)
+        _check_some_mass(comps[0][0], path.label, "starting particles of the pilot replica (drawn from the base)",
+                         "move the base (loc, scale, or base=) over the region where the energy is finite")
         log_w = torch.full((K, M), -math.log(M), dtype=_F64, device=device)
         log_z = torch.zeros(K, dtype=_F64, device=device)
         b = torch.zeros(K, dtype=_F64, device=device)

@@ -1,0 +1,3 @@
+from walker import main
+
+main()
