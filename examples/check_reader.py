@@ -269,8 +269,9 @@ def make_figure(path, x, strings, answers, paths, results, histories):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw={"width_ratios": [1.6, 1, 1]})
-    ax = axes[0]
+    fig, axes = plt.subplot_mosaic([["check", "check"], ["reject", "train"]], figsize=(14, 8.5),
+                                   height_ratios=[1, 2.6], layout="constrained")
+    ax = axes["check"]
     k = 0
     ax.imshow(x[k].numpy(), cmap="gray_r", aspect="equal")
     col = 0
@@ -281,28 +282,30 @@ def make_figure(path, x, strings, answers, paths, results, histories):
             col += DIGIT
         else:
             col += 1
-    ax.set_title(f"test string {''.join(map(str, strings[k]))}: Viterbi segmentation (global NLL)", fontsize=9, pad=16)
+    ax.set_title(f"test string {''.join(map(str, strings[k]))}: Viterbi segmentation (global NLL)", pad=18)
+    ax.set_xticks([])
     ax.set_yticks([])
-    ax = axes[1]
+    ax = axes["reject"]
     for name, color in (("global", "tab:green"), ("local", "tab:orange")):
         c = results[name]["curve"]
         ax.plot([p["reject"] for p in c], [p["error"] for p in c], "o-", color=color, label=f"{name}: error")
         ax.plot([p["reject"] for p in c], [p["correct"] for p in c], "s--", color=color, label=f"{name}: correct")
-    ax.axhline(0.01, color="gray", lw=0.7)
+    ax.axhline(0.01, color="gray", lw=0.7, label="1% error")
     ax.set_xlabel("reject rate (smallest energy gap first)")
     ax.set_ylabel("fraction of all test strings")
-    ax.set_title("accuracy vs reject rate", fontsize=9)
-    ax.legend(fontsize=7)
-    ax = axes[2]
+    ax.set_title("errors and correct answers vs reject rate")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax = axes["train"]
     for name, color in (("global", "tab:green"), ("local", "tab:orange")):
+        ax.plot(histories[name], color=color, lw=0.6, alpha=0.3)
         h = np.convolve(histories[name], np.ones(10) / 10, mode="valid")
-        ax.plot(h, color=color, label=f"{name} (string acc. {results[name]['string_accuracy']:.2f})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (-log P(y|x), smoothed)")
-    ax.set_title("training", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+        ax.plot(np.arange(9, len(histories[name])), h, color=color,
+                label=f"{name} (string acc. {results[name]['string_accuracy']:.2f})")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss -log P(y|x) (nats)")
+    ax.set_title("training loss (moving average of 10 steps; raw faint)")
+    ax.legend(loc="upper right")
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

@@ -122,13 +122,13 @@ def make_figure(path, runs, points):
     import matplotlib.pyplot as plt
 
     angle = torch.atan2(points[:, 1], points[:, 0])
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(20, 5.8), layout="constrained")
     embeddings = {}
     for ax, (name, (energy, _)) in zip(axes[:2], runs.items()):
         with torch.no_grad():
             h = energy.enc(points)
         embeddings[name] = h
-        ax.scatter(h[:, 0], h[:, 1], c=angle, cmap="hsv", s=5)
+        points_drawn = ax.scatter(h[:, 0], h[:, 1], c=angle, cmap="hsv", s=5)
         ax.set_title(f"{name}: embedding (dims 0, 1)\nstd per dim ~ {float(h.std(0).mean()):.2g}")
         ax.set_xlabel("enc(y)[0]")
         ax.set_ylabel("enc(y)[1]")
@@ -138,6 +138,7 @@ def make_figure(path, runs, points):
     for ax in axes[:2]:
         ax.set_xlim(float(lo[0]), float(hi[0]))
         ax.set_ylim(float(lo[1]), float(hi[1]))
+    fig.colorbar(points_drawn, ax=axes[:2], label="angle of the 2-D point y around the origin (radians)")
     ax = axes[2]
     colors = {"energy loss": "tab:red", "hinge": "tab:blue"}
     for name, (_, history) in runs.items():
@@ -145,11 +146,10 @@ def make_figure(path, runs, points):
         ax.plot(history["step"], history["energy_neg"], c=colors[name], ls="--", label=f"{name}: negative pairs")
     ax.set_yscale("log")
     ax.set_xlabel("training step")
-    ax.set_ylabel("mean energy F(y1, y2)")
+    ax.set_ylabel("mean energy F(y1, y2) (a.u.)")
     ax.set_title("energies during training")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

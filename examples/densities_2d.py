@@ -140,7 +140,7 @@ def make_figure(path, results):
     import matplotlib.pyplot as plt
 
     names = list(results)
-    fig, axes = plt.subplots(2, len(names), figsize=(2.9 * len(names), 5.9), squeeze=False)
+    fig, axes = plt.subplots(2, len(names), figsize=(5.2 * len(names), 9.6), squeeze=False, layout="constrained")
     lim = 3.0
     g = torch.linspace(-lim, lim, 100)
     yy, xx = torch.meshgrid(g, g, indexing="ij")
@@ -150,21 +150,21 @@ def make_figure(path, results):
         ax = axes[0, j]
         d = r["_data"][:1000]
         ax.scatter(d[:, 0], d[:, 1], s=0.5, c="k")
-        ax.set_title(f"{name}: data", fontsize=9)
+        ax.set_title(f"{name}: data")
         ax = axes[1, j]
         with torch.no_grad():
             dens = torch.exp(-r["_energy"](grid) - r["_log_z"]).reshape(100, 100)
-        ax.imshow(dens.numpy(), origin="lower", extent=(-lim, lim, -lim, lim), cmap="viridis",
-                  interpolation="bilinear")
-        ax.set_title(f"EBM density, NLL {r['nll']:.2f}", fontsize=9)
+        im = ax.imshow(dens.numpy(), origin="lower", extent=(-lim, lim, -lim, lim), cmap="viridis",
+                       interpolation="bilinear")
+        fig.colorbar(im, ax=ax, label="density (per unit area)", shrink=0.8)
+        ax.set_title(f"{name}: EBM density, NLL {r['nll']:.2f} nats")
         for a in axes[:, j]:
             a.set_xlim(-lim, lim)
             a.set_ylim(-lim, lim)
             a.set_aspect("equal")
-            a.set_xticks([])
-            a.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=80, pil_kwargs={"optimize": True})
+            a.set_xlabel("y[0]")
+            a.set_ylabel("y[1]")
+    fig.savefig(path, dpi=100, pil_kwargs={"optimize": True})
     plt.close(fig)
 
 

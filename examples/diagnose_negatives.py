@@ -102,7 +102,7 @@ def _run(args) -> dict:
 
     os.makedirs(args.out, exist_ok=True)
     minima = argmin_energy(energy, init[:8]).distinct(tol=1e-2).values  # drawn as the "data" points
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6), layout="constrained")
     for ax, (name, s) in zip(axes, [("plain HMC", plain), ("parallel tempering", tempered)]):
         plot_negatives(minima, s.flat()[::4], energy=lambda y: BETA * energy(y), ax=ax, bounds=((-2, 2), (-2, 2)),
                        data_kwargs={"label": "minima", "marker": "x", "s": 60, "c": "k"},
@@ -110,14 +110,13 @@ def _run(args) -> dict:
         ax.set_xlim(-2, 2)
         ax.set_ylim(-2, 2)
         frac = results["plain" if s is plain else "tempered"]["frac_right"]
-        ax.set_title(f"{name}: P(y0>0) = {frac:.2f} (exact {exact:.2f})")
-    fig.tight_layout()
+        ax.set_title(f"{name}: P(y[0] > 0) = {frac:.2f} (exact {exact:.2f})")
     path = os.path.join(args.out, "diagnose_negatives.png")
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     rank = plot_rank(plain.to_arviz())
     rank_path = os.path.join(args.out, "diagnose_negatives_rank.png")
-    rank.savefig(rank_path, dpi=70)
+    rank.savefig(rank_path, dpi=100)
     plt.close(rank)
     results["figures"] = [path, rank_path]
     results["seconds"] = time.perf_counter() - t0

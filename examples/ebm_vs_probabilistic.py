@@ -209,26 +209,28 @@ def make_figure(path, data, panels):
     g = torch.linspace(-lim, lim, 150)
     yy, xx = torch.meshgrid(g, g, indexing="ij")
     grid = torch.stack([xx, yy], -1).reshape(-1, 2)
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.1 * len(panels), 6.2), squeeze=False)
+    fig, axes = plt.subplots(2, len(panels), figsize=(5.4 * len(panels), 10), squeeze=False, layout="constrained")
     for j, (title, log_density, samples) in enumerate(panels):
         with torch.no_grad():
             dens = log_density(grid).exp().reshape(150, 150)
         ax = axes[0, j]
-        ax.imshow(dens.numpy(), origin="lower", extent=(-lim, lim, -lim, lim), cmap="viridis")
-        ax.set_title(f"{title}\nnormalized density", fontsize=9)
+        im = ax.imshow(dens.numpy(), origin="lower", extent=(-lim, lim, -lim, lim), cmap="viridis")
+        fig.colorbar(im, ax=ax, label="density (per unit area)", shrink=0.8)
+        ax.set_title(f"{title}\nnormalized density")
         ax = axes[1, j]
-        ax.scatter(data[:1000, 0], data[:1000, 1], s=1, c="0.6", label="data")
+        first = j == 0  # one legend for the row
+        ax.scatter(data[:1000, 0], data[:1000, 1], s=1, c="0.6", label="data" if first else None)
         s = samples[:1000]
-        ax.scatter(s[:, 0], s[:, 1], s=2, c="tab:red", label="samples")
-        ax.set_title("samples (red) over data (grey)", fontsize=9)
+        ax.scatter(s[:, 0], s[:, 1], s=2, c="tab:red", label="samples of the model" if first else None)
+        ax.set_title(f"{title}\nsamples over data")
         for a in axes[:, j]:
             a.set_xlim(-lim, lim)
             a.set_ylim(-lim, lim)
             a.set_aspect("equal")
-            a.set_xticks([])
-            a.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+            a.set_xlabel("y[0]")
+            a.set_ylabel("y[1]")
+    fig.legend(loc="outside lower center", ncol=2, markerscale=4)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

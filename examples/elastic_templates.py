@@ -146,7 +146,7 @@ def make_figure(path, test_x, test_y, models, accuracies):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(22, 5.6), layout="constrained")
     ax = axes[0]
     for c in range(2):
         i = int((test_y == c).nonzero()[0, 0])
@@ -154,7 +154,8 @@ def make_figure(path, test_x, test_y, models, accuracies):
         ax.plot((test_x[i, :n, 0] + 4 * c).numpy(), label=f"class {c}: phonemes {WORDS[c]}")
     ax.set_title("two test words (raw signal, offset)")
     ax.set_xlabel("time step")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("signal (a.u.; class 1 shifted up by 4)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax = axes[1]
     energy = models["NLL"]
     i = int((test_y == 0).nonzero()[0, 0])
@@ -162,7 +163,8 @@ def make_figure(path, test_x, test_y, models, accuracies):
     y = torch.eye(N_CLASSES)[test_y[i : i + 1]]
     c = energy.cost(test_x[i : i + 1], y)[:, :n].detach().requires_grad_(True)
     (align,) = torch.autograd.grad(soft_dtw(c, 1.0).sum(), c)  # expected alignment = gradient of F
-    ax.imshow(align[0].T.numpy(), aspect="auto", origin="lower", cmap="viridis")
+    im = ax.imshow(align[0].T.numpy(), aspect="auto", origin="lower", cmap="viridis")
+    fig.colorbar(im, ax=ax, label="probability that (t, j) is on the path")
     ax.set_title("NLL model: expected alignment P((t, j) on path)")
     ax.set_xlabel("time step of the word")
     ax.set_ylabel("template frame")
@@ -172,9 +174,10 @@ def make_figure(path, test_x, test_y, models, accuracies):
     for k, name in enumerate(names):
         ax.text(k, accuracies[name] + 0.01, f"{accuracies[name]:.2f}", ha="center")
     ax.set_ylim(0, 1.1)
+    ax.set_xlabel("classifier")
+    ax.set_ylabel(f"test accuracy ({N_CLASSES} classes)")
     ax.set_title("test accuracy")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

@@ -155,7 +155,8 @@ def make_figure(path, model, x, y, ends, r, curves):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 11), layout="constrained")
+    axes = axes.ravel()
     g = torch.linspace(-2.6, 2.6, 80)
     grid = torch.cartesian_prod(g, g)
     t = torch.linspace(0, 2 * math.pi, 200).unsqueeze(-1)
@@ -164,23 +165,23 @@ def make_figure(path, model, x, y, ends, r, curves):
         with torch.no_grad():
             f = model.free_energy(grid, xt.expand(len(grid), 1), beta=float("inf")).reshape(80, 80)
             curve = model.generate(t, xt)
-        ax.contourf(g, g, f.sqrt().T, levels=30, cmap="viridis")
+        cs = ax.contourf(g, g, f.sqrt().T, levels=30, cmap="viridis")
+        fig.colorbar(cs, ax=ax, label="sqrt F(x, y) (a.u.)", shrink=0.85)
         near = (x.squeeze(-1) - xv).abs() < 0.03
-        ax.plot(y[near, 0], y[near, 1], ".", color="purple", ms=3, label="data with x near")
+        ax.plot(y[near, 0], y[near, 1], ".", color="purple", ms=3, label="data with x within 0.03")
         ax.plot(curve[:, 0], curve[:, 1], "w-", lw=1, label="Dec(Pred(x), z), all z")
         ax.plot(ends[xv][:, 0], ends[xv][:, 1], "r.", ms=4, label="argmin_y F(x, y)")
         ax.set_title(f"sqrt F(x = {xv}, y), beta = inf")
-        ax.set_aspect("equal")
-    axes[0].legend(fontsize=7, loc="lower left")
+        ax.set(xlabel="y[0]", ylabel="y[1]", aspect="equal")
     for b, c in curves.items():
         axes[3].plot(r, c, label=f"beta = {b}")
-    axes[3].axvline(1.5, color="k", ls=":", lw=1)
-    axes[3].set_xlabel("y = (r, 0), x = 0.5")
-    axes[3].set_ylabel("free energy")
+    axes[3].axvline(1.5, color="k", ls=":", lw=1, label="true radius a(0.5) = 1.5")
+    axes[3].set_xlabel("r, along the ray y = (r, 0) at x = 0.5")
+    axes[3].set_ylabel("free energy F_beta(x, y) (a.u.)")
     axes[3].set_title("beta smooths the free energy")
-    axes[3].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    handles = axes[0].get_legend_handles_labels()[0] + axes[3].get_legend_handles_labels()[0]
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, markerscale=2, facecolor="0.85")
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

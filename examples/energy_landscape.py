@@ -108,17 +108,16 @@ def make_figure(path, data, panels):
 
     from pyro_ebm.diagnostics import plot_negatives
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.8 * len(panels), 6.2), layout="constrained")
     for ax, (title, energy, neg) in zip(axes, panels):
+        # plot_negatives labels the axes y[0], y[1] and puts the legend below them
         plot_negatives(data[:300], neg[:300], energy, ax, bounds=((-BOX, BOX), (-BOX, BOX)), grid_size=80,
                        data_kwargs={"s": 4}, negative_kwargs={"s": 10})
-        ax.legend(loc="lower left", fontsize=7)
         ax.set_xlim(-BOX, BOX)  # chains on a flat energy diffuse out of the box; show the box only
         ax.set_ylim(-BOX, BOX)
         ax.set_title(title)
         ax.set_aspect("equal")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

@@ -271,7 +271,7 @@ def make_figure(path, flat, grid, weights, rows, mle):
     ax.set_xlabel("coupling J")
     ax.set_ylabel("field h")
     ax.set_title("3 x 3 Ising: exact posterior (contours) and four fits")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

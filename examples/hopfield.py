@@ -114,25 +114,25 @@ def make_figure(path, rows, alphas, overlaps, n):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(11, 4.2))
+    fig = plt.figure(figsize=(14, 5.6), layout="constrained")
     k = len(rows[0][1])
+    grid = fig.add_gridspec(len(rows), 2 * k)
     for r, (title, images) in enumerate(rows):
         for j in range(k):
-            ax = fig.add_subplot(len(rows), 2 * k, r * 2 * k + j + 1)
+            ax = fig.add_subplot(grid[r, j])
             ax.imshow(images[j].numpy().reshape(8, 8), cmap="gray_r", vmin=-1, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
-                ax.set_ylabel(title, fontsize=7)
-    ax = fig.add_subplot(1, 2, 2)
+                ax.set_ylabel(title)
+    ax = fig.add_subplot(grid[:, k:])
     ax.plot(alphas, overlaps, "o-", label=f"random patterns, N = {n}")
     ax.axvline(0.138, color="r", ls="--", label="alpha_c = 0.138 (large N)")
     ax.set_xlabel("alpha = P / N")
     ax.set_ylabel("mean overlap after recall from the pattern")
     ax.set_title("capacity")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    ax.legend(loc="lower left")
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

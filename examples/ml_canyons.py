@@ -118,7 +118,8 @@ def make_figure(path, data, runs):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(16.4, 3.9))
+    fig, axes = plt.subplots(2, 2, figsize=(14, 11), layout="constrained")
+    axes = [axes[0, 0], axes[1, 0], axes[1, 1], axes[0, 1]]  # the two curves on top, the two maps below
     colors = ("tab:red", "tab:blue")
     ax = axes[0]
     for (label, (_, traj)), color in zip(runs.items(), colors):
@@ -126,9 +127,9 @@ def make_figure(path, data, runs):
     ax.set_yscale("log")
     ax.set_xticks([t["step"] for t in next(iter(runs.values()))[1]])
     ax.set_xlabel("training step")
-    ax.set_ylabel("F(surroundings) - F(data)")
+    ax.set_ylabel("F(surroundings) - F(data) (nats)")
     ax.set_title("canyon depth during ML training")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.12), ncol=2)
     n, lim = 400, 1.6  # grid spacing 0.008, finer than the data's radial spread 0.01
     g = torch.linspace(-lim, lim, n)
     yy, xx = torch.meshgrid(g, g, indexing="ij")
@@ -139,12 +140,12 @@ def make_figure(path, data, runs):
         low = grid[int(f.argmin())]
         f = f - f.min()
         im = ax.imshow(torch.log10(1 + f).numpy(), origin="lower", extent=(-lim, lim, -lim, lim), cmap="magma")
-        ax.scatter(data[:200, 0], data[:200, 1], s=0.3, c="c")
-        ax.plot([float(low[0])], [float(low[1])], "x", color="lime", ms=7)
-        ax.set_title(f"{label}: log10(1 + F - min F)\nrange {float(f.max()):.3g}; x = grid minimum", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        first = ax is axes[1]  # one legend for both maps
+        ax.scatter(data[:200, 0], data[:200, 1], s=2, c="c", label="data" if first else None)
+        ax.plot([float(low[0])], [float(low[1])], "x", color="lime", ms=7, label="grid minimum of F" if first else None)
+        ax.set_title(f"{label}: F - min F on the grid, range {float(f.max()):.3g} nats")
+        ax.set(xlabel="y[0]", ylabel="y[1]")
+        fig.colorbar(im, ax=ax, shrink=0.85, label="log10(1 + F - min F)")
     ax = axes[3]
     r = torch.linspace(0.7, 1.3, 1201)
     for (label, (energy, _)), color in zip(runs.items(), colors):
@@ -154,11 +155,12 @@ def make_figure(path, data, runs):
                     label=f"{label}, angle {angle:.2f}")
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_xlabel("radius r")
-    ax.set_ylabel("F - min F along the ray")
-    ax.set_title("radial profiles: the canyon at r = 1", fontsize=10)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80, pil_kwargs={"optimize": True})
+    ax.set_ylabel("F - min F along the ray (nats)")
+    ax.set_title("radial profiles: the canyon at r = 1")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.12), ncol=2)
+    fig.legend(*axes[1].get_legend_handles_labels(), loc="outside lower center", ncol=2,
+               facecolor="0.85")
+    fig.savefig(path, dpi=100, pil_kwargs={"optimize": True})
     plt.close(fig)
 
 

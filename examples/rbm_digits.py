@@ -67,17 +67,17 @@ def make_figure(path, test, recon, samples):
 
     rows = [("held-out", test), ("reconstruction", recon), ("samples", samples)]
     k = test.shape[0]
-    fig, axes = plt.subplots(len(rows), k, figsize=(1.0 * k, 3.4))
+    fig, axes = plt.subplots(len(rows), k, figsize=(1.2 * k + 1.5, 4.8), layout="constrained")
     for r, (title, images) in enumerate(rows):
         for j in range(k):
             ax = axes[r, j]
-            ax.imshow(images[j].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
+            im = ax.imshow(images[j].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
-                ax.set_ylabel(title, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+                ax.set_ylabel(title)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="pixel value (ink)")
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

@@ -91,7 +91,7 @@ def make_figure(path, models, data, volumes, n):
 
     g = torch.linspace(-3, 3, n, dtype=data.dtype)
     grid = torch.cartesian_prod(g, g)
-    fig, axes = plt.subplots(2, 3, figsize=(12, 8))
+    fig, axes = plt.subplots(2, 3, figsize=(17, 11), layout="constrained")
     for ax, (name, model) in zip(axes.flat, models.items()):
         with torch.no_grad():
             f = energy_fn(model)(grid)
@@ -99,14 +99,18 @@ def make_figure(path, models, data, volumes, n):
         f = (f.reshape(n, n) / 1e-6).round() * 1e-6  # rounding noise of a flat energy is not structure
         thr = (thr / 1e-6).round() * 1e-6
         shown = torch.log1p(f - f.min())
-        ax.contourf(g, g, shown.T, levels=30, cmap="viridis")
+        flat = not bool((shown > 0).any())  # one band, not a colorbar of rounding noise
+        cs = ax.contourf(g, g, shown.T, levels=[0.0, 1.0] if flat else 30, cmap="viridis")
+        fig.colorbar(cs, ax=ax, shrink=0.8, label="log(1 + F - min F)")
         if bool((f > thr).any()):
-            ax.contour(g, g, (f <= thr).double().T, levels=[0.5], colors="w", linewidths=1)
+            ax.contour(g, g, (f <= thr).double().T, levels=[0.5], colors="r", linewidths=1)
         ax.plot(data[:, 0], data[:, 1], ".", color="purple", ms=1.5)
-        ax.set_title(f"{name}\nlow-energy volume {volumes[name]:.3f}", fontsize=10)
-        ax.set_aspect("equal")
-    fig.tight_layout()
-    fig.savefig(path, dpi=70)
+        ax.set_title(f"{name}\nlow-energy volume {volumes[name]:.3f}")
+        ax.set(xlabel="y[0]", ylabel="y[1]", aspect="equal")
+    handles = [plt.Line2D([], [], ls="", marker=".", color="purple", label="data"),
+               plt.Line2D([], [], color="r", lw=1, label="F = median energy of the data (low energy inside)")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=2)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

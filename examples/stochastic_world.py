@@ -119,7 +119,7 @@ def make_figure(path, x, y, x_grid, mse_pred, energy, x_test, minima):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.6), layout="constrained")
     ax = axes[0]
     ax.scatter(x[:400, 0], y[:400, 0], s=4, c="0.6", label="data")
     ax.plot(x_grid, mse_pred, c="tab:blue", lw=2.5, label="MSE regressor (the average)")
@@ -130,8 +130,7 @@ def make_figure(path, x, y, x_grid, mse_pred, energy, x_test, minima):
         first = False
     ax.set_xlabel("x")
     ax.set_ylabel("y")
-    ax.set_title("predictions")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title("predictions of y given x")
 
     ax = axes[1]
     xs = torch.linspace(0, 1, 120)
@@ -144,14 +143,13 @@ def make_figure(path, x, y, x_grid, mse_pred, energy, x_test, minima):
     E = torch.log1p(E - E.min(0, keepdim=True).values)
     cs = ax.contourf(X, Y, E, levels=20, cmap="viridis_r")
     fig.colorbar(cs, ax=ax, label="log(1 + F(y, x) - min_y F(y, x))")
-    ax.plot(xs, xs.sqrt(), "w--", lw=1)
-    ax.plot(xs, -xs.sqrt(), "w--", lw=1, label="true branches")
+    ax.plot(xs, xs.sqrt(), "k--", lw=1)
+    ax.plot(xs, -xs.sqrt(), "k--", lw=1, label="true branches y = +-sqrt(x)")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title("energy landscape F(y, x)")
-    ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.legend(loc="outside lower center", ncol=4)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

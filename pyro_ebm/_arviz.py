@@ -238,47 +238,139 @@ def summary(data, var_names=None):
 
 
 # ---------------------------------------------------------------------------------------------- plots
+# drawn here with matplotlib from the arrays, so they look the same on both ArviZ lines
 
 
-def _figure_of(result):
-    """A matplotlib Figure out of whatever an ArviZ plotting function returned."""
-    import matplotlib.figure
+#: Size in inches of one panel of the plots below (640 x 420 pixels at matplotlib's default 100 dpi).
+PANEL_SIZE = (6.4, 4.2)
+#: A trace or rank plot draws at most this many scalar components (the first ones).
+MAX_COMPONENTS = 8
 
-    if isinstance(result, matplotlib.figure.Figure):
-        return result
-    viz = getattr(result, "viz", None)  # ArviZ 1.x PlotCollection
-    if viz is not None:
-        for key in ("figure", "chart"):
-            try:
-                node = viz[key]
-            except KeyError:
-                continue
-            fig = np.asarray(getattr(node, "values", node), dtype=object).ravel()[0]
-            if isinstance(fig, matplotlib.figure.Figure):
-                return fig
-    axes = np.asarray(result, dtype=object).ravel()
-    if axes.size and hasattr(axes[0], "figure"):
-        return axes[0].figure
-    raise TypeError(f"cannot find a matplotlib figure in {type(result).__name__}")  # pragma: no cover
+
+def _components(data, var_names):
+    """``(label, [chains, draws] array)`` for each scalar component of the posterior, labelled ``y[0]``..."""
+    draws = group_arrays(data, "posterior") or {}
+    names = list(draws) if var_names is None else [var_names] if isinstance(var_names, str) else list(var_names)
+    missing = [name for name in names if name not in draws]
+    if missing:
+        raise ValueError(f"var_names {missing} are not in the posterior, which has {sorted(draws)}")
+    out = []
+    for name in names:
+        x = np.asarray(draws[name], dtype=float)
+        flat = x.reshape(x.shape[0], x.shape[1], -1)
+        for i, index in enumerate(np.ndindex(*x.shape[2:])):
+            out.append((f"{name}[{', '.join(map(str, index))}]" if index else name, flat[:, :, i]))
+    if len(out) > MAX_COMPONENTS:
+        warnings.warn(f"plotting the first {MAX_COMPONENTS} of {len(out)} components; pick others with var_names",
+                      stacklevel=3)
+        out = out[:MAX_COMPONENTS]
+    return out
+
+
+def _chain_ids(data, n):
+    """The chains' own numbers (kept when a subset of chains was selected)."""
+    ds = _dataset(data, "posterior")
+    if ds is not None and "chain" in ds.coords and ds["chain"].size == n:
+        return [c.item() for c in np.asarray(ds["chain"].values)]
+    return list(range(n))  # pragma: no cover - every posterior built here has chain coordinates
+
+
+def _figure(rows, cols, **kwargs):
+    """A constrained-layout figure of ``rows x cols`` panels of :data:`PANEL_SIZE`, room for a legend on top."""
+    import matplotlib.pyplot as plt
+
+    size = (PANEL_SIZE[0] * cols, PANEL_SIZE[1] * rows + 0.4)
+    return plt.subplots(rows, cols, squeeze=False, layout="constrained", **{"figsize": size, **kwargs})
+
+
+def _legend_on_top(fig, *axes):
+    """One legend above the panels for the labelled artists of ``axes``."""
+    handles, labels = [], []
+    for ax in axes:
+        h, lab = ax.get_legend_handles_labels()
+        handles, labels = handles + h, labels + lab
+    fig.legend(handles, labels, loc="outside upper center", ncol=min(len(labels), 7), frameon=False)
 
 
 def plot_trace(data, var_names=None, **kwargs):
-    """Trace plot (per-chain marginal and trace) drawn with matplotlib; returns the Figure."""
-    if IS_ARVIZ_1:
-        result = az.plot_trace_dist(data, var_names=var_names, backend="matplotlib", **kwargs)
-    else:
-        result = az.plot_trace(data, var_names=var_names, backend="matplotlib", **kwargs)
-    return _figure_of(result)
+    """Trace plot drawn with matplotlib; returns the Figure.
+
+    One row per scalar component (``y[0]``, ``y[1]``, ...): on the left a histogram of each chain's draws,
+    on the right each chain's draws in order, with divergent transitions (``sample_stats["diverging"]``)
+    marked. ``kwargs`` go to ``matplotlib.pyplot.subplots`` (``figsize``, ``dpi``).
+    """
+    components = _components(data, var_names)
+    stats = group_arrays(data, "sample_stats") or {}
+    diverging = np.asarray(stats["diverging"], dtype=bool) if "diverging" in stats else None
+    fig, axes = _figure(len(components), 2, **kwargs)
+    for (label, x), (left, right) in zip(components, axes):
+        chains, draws = x.shape
+        edges = np.histogram_bin_edges(x, bins=int(np.clip(np.sqrt(draws), 5, 30)))
+        for c, chain in enumerate(_chain_ids(data, chains)):
+            left.stairs(np.histogram(x[c], edges, density=True)[0], edges, color=f"C{c}", lw=1.2,
+                        label=f"chain {chain}")
+            right.plot(np.arange(draws), x[c], color=f"C{c}", lw=0.8, alpha=0.8)
+        if diverging is not None and diverging.any():
+            c, d = np.nonzero(diverging)
+            right.scatter(d, x[c, d], marker="x", s=30, color="k", zorder=3, label="divergent transition")
+        left.set(title=f"{label}: histogram per chain", xlabel=label, ylabel="density")
+        right.set(title=f"{label}: trace", xlabel="draw", ylabel=label)
+    _legend_on_top(fig, axes[0, 0], axes[0, 1])
+    return fig
 
 
 def plot_rank(data, var_names=None, **kwargs):
-    """Rank plot of each chain drawn with matplotlib; returns the Figure."""
-    # same name on both lines; 0.x draws bars, 1.x draws fractional-rank ECDFs
-    result = az.plot_rank(data, var_names=var_names, backend="matplotlib", **kwargs)
-    return _figure_of(result)
+    """Rank plot drawn with matplotlib; returns the Figure.
+
+    All draws of a component are ranked together; each chain's histogram of its ranks, divided by the
+    count expected when the chains have mixed, stays near 1 (inside the shaded 95% band) for mixed chains.
+    ``kwargs`` go to ``matplotlib.pyplot.subplots``.
+    """
+    components = _components(data, var_names)
+    cols = min(2, len(components))
+    rows = -(-len(components) // cols)
+    fig, axes = _figure(rows, cols, **kwargs)
+    for ax in axes.ravel()[len(components):]:
+        ax.set_visible(False)
+    for (label, x), ax in zip(components, axes.ravel()):
+        chains, draws = x.shape
+        ranks = np.argsort(np.argsort(x, axis=None)).reshape(x.shape)
+        bins = int(np.ceil(np.log2(draws))) + 1
+        edges = np.linspace(0, x.size, bins + 1)
+        expected = draws / bins
+        half = 1.96 * np.sqrt(draws * (1 / bins) * (1 - 1 / bins)) / expected
+        ax.axhspan(1 - half, 1 + half, color="0.85", label="95% band for mixed chains")
+        for c, chain in enumerate(_chain_ids(data, chains)):
+            ax.stairs(np.histogram(ranks[c], edges)[0] / expected, edges, baseline=None, color=f"C{c}", lw=1.5,
+                      label=f"chain {chain}")
+        ax.set(title=f"{label}: rank histogram per chain", xlabel="rank of the draw among all chains",
+               ylabel="draws per bin / expected", ylim=(0, None))
+    _legend_on_top(fig, axes[0, 0])
+    return fig
 
 
 def plot_energy(data, **kwargs):
-    """Marginal vs transition energy plot with BFMI, drawn with matplotlib; returns the Figure."""
-    result = az.plot_energy(data, backend="matplotlib", **kwargs)
-    return _figure_of(result)
+    """Energy plot drawn with matplotlib (needs ``sample_stats["energy"]``); returns the Figure.
+
+    Left: histograms of the marginal energy (minus its mean) and of the energy transitions between
+    successive draws; a transition histogram much narrower than the marginal one means the sampler
+    explores the energy slowly. Right: the BFMI of each chain, with ArviZ's warning level 0.3.
+    ``kwargs`` go to ``matplotlib.pyplot.subplots``.
+    """
+    energy = np.asarray(group_arrays(data, "sample_stats")["energy"], dtype=float)
+    fig, axes = _figure(1, 2, **kwargs)
+    left, right = axes[0]
+    marginal = (energy - energy.mean()).ravel()
+    transition = np.diff(energy, axis=1).ravel()
+    edges = np.histogram_bin_edges(np.concatenate([marginal, transition]), bins=40)
+    left.stairs(np.histogram(marginal, edges, density=True)[0], edges, fill=True, alpha=0.5, color="C0",
+                label="marginal energy E - mean(E)")
+    left.stairs(np.histogram(transition, edges, density=True)[0], edges, fill=True, alpha=0.5, color="C1",
+                label="energy transition E(t) - E(t-1)")
+    left.set(title="energy of the Hamiltonian", xlabel="energy (nats)", ylabel="density")
+    chains = _chain_ids(data, energy.shape[0])
+    right.plot(chains, bfmi(energy), "o", color="C2", label="BFMI of a chain")
+    right.axhline(0.3, color="k", ls="--", lw=1, label="0.3: warning level")
+    right.set(title="BFMI per chain", xlabel="chain", ylabel="BFMI", ylim=(0, None))
+    _legend_on_top(fig, left, right)
+    return fig

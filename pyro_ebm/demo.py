@@ -31,10 +31,11 @@ import time
 import warnings
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_positive_int
+from ._validation import check_finite, check_positive_int, surely_finite
 from .energy import Energy
 
 __all__ = ["run_demo", "WallMLP"]
@@ -63,8 +64,15 @@ class WallMLP(Energy):
                                  nn.Linear(width, 1))
 
     def forward(self, y, x=None):
+        if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.dim() < 1 or y.shape[-1] != 2:
+            got = f"shape {tuple(y.shape)} dtype {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise TypeError(f"y must be a floating-point tensor of shape [..., 2], got {got}")
         wall = torch.relu(y.norm(dim=-1) - WALL_RADIUS).pow(2)
-        return self.net(y).squeeze(-1) + 10.0 * wall
+        out = self.net(y).squeeze(-1) + 10.0 * wall
+        if not surely_finite(out):  # one cheap check of the output
+            check_finite(y, "y")
+            check_finite(out, f"energy {type(self).__name__} output", allow_pos_inf=True)
+        return out
 
 
 def _device(device) -> torch.device:
@@ -136,42 +144,56 @@ def fit_pyro_mixture(data: torch.Tensor, steps: int, seed: int, k: int = 8):
     return mixture(m["weights"], m["locs"], m["scales"])
 
 
+def _moving_average(values, window):
+    values = np.asarray(values, dtype=float)
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
 def _figure(path, energy, data, negatives, log_z, history, dpi):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .diagnostics import plot_negatives
+    from .diagnostics import _legend_below, plot_negatives
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    lim = 3.2
-    plot_negatives(data[:600].cpu(), negatives[:600].cpu(), energy, ax=axes[0], grid_size=120,
-                   bounds=((-lim, lim), (-lim, lim)), data_kwargs={"s": 4}, negative_kwargs={"s": 10})
-    axes[0].set_title("energy F, data (black), HMC negatives (red)")
-    g = torch.linspace(-lim, lim, 200, dtype=data.dtype, device=data.device)
-    grid = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
-    with torch.no_grad():
-        dens = torch.exp(-energy(grid) - log_z).reshape(200, 200).cpu()
-    axes[1].imshow(dens.numpy(), origin="lower", extent=(-lim, lim, -lim, lim), cmap="magma")
-    axes[1].set_title("learned density exp(-F)/Z (Z by quadrature)")
-    steps = history["step"]
-    axes[2].plot(steps, history["loss"], lw=0.6, alpha=0.6, label="loss F(data) - F(negatives)")
-    axes[2].plot(steps, history["energy_pos"], lw=0.8, label="mean F(data)")
-    axes[2].plot(steps, history["energy_neg"], lw=0.8, label="mean F(negatives)")
-    probed = [(s, r) for s, r in zip(steps, history["diag_rhat_energy"]) if not math.isnan(r)] \
-        if "diag_rhat_energy" in history.keys() else []
-    if probed:
-        ax2 = axes[2].twinx()
-        ax2.plot(*zip(*probed), "ko-", ms=3, lw=0.8, label="R-hat of F (probe)")
-        ax2.set_ylabel("R-hat of F(negatives)")
-        ax2.legend(loc="lower right", fontsize=8)
-    axes[2].set_xlabel("training step")
-    axes[2].set_title("training curves")
-    axes[2].legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    with plt.rc_context({"font.size": 12}):
+        fig, axes = plt.subplots(1, 3, figsize=(20, 6.2), layout="constrained")
+        lim = 3.2
+        plot_negatives(data[:600].cpu(), negatives[:600].cpu(), energy, ax=axes[0], grid_size=120,
+                       bounds=((-lim, lim), (-lim, lim)), data_kwargs={"s": 4},
+                       negative_kwargs={"s": 10, "label": "HMC negatives (replay buffer)"})
+        axes[0].set_title("trained energy F with data and negatives")
+        g = torch.linspace(-lim, lim, 200, dtype=data.dtype, device=data.device)
+        grid = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
+        with torch.no_grad():
+            dens = torch.exp(-energy(grid) - log_z).reshape(200, 200).cpu()
+        im = axes[1].imshow(dens.numpy(), origin="lower", extent=(-lim, lim, -lim, lim), cmap="magma")
+        fig.colorbar(im, ax=axes[1], label="density (per unit area)")
+        axes[1].set(title="learned density exp(-F)/Z (Z by quadrature)", xlabel="y[0]", ylabel="y[1]")
+
+        ax = axes[2]
+        steps = np.asarray(history["step"])
+        window = max(1, len(steps) // 50)
+        curves = (("loss F(data) - F(negatives)", "loss", "C0"), ("mean F(data)", "energy_pos", "C1"),
+                  ("mean F(negatives)", "energy_neg", "C2"))
+        for label, key, color in curves:
+            ax.plot(steps, history[key], color=color, lw=0.5, alpha=0.25)
+            ax.plot(steps[window - 1:], _moving_average(history[key], window), color=color, lw=1.8, label=label)
+        ax.set(xlabel="training step", ylabel="energy (nats)",
+               title=f"training curves (moving average of {window} steps; raw faint)" if window > 1
+               else "training curves")
+        probed = [(s, r) for s, r in zip(steps, history["diag_rhat_energy"]) if not math.isnan(r)] \
+            if "diag_rhat_energy" in history.keys() else []
+        handles = ax.get_legend_handles_labels()[0]
+        if probed:
+            twin = ax.twinx()
+            twin.plot(*zip(*probed), "ko--", ms=5, lw=1, label="R-hat of F(negatives) at a probe")
+            twin.set_ylabel("R-hat of F(negatives)")
+            handles += twin.get_legend_handles_labels()[0]
+        _legend_below(ax, handles=handles)
+        fig.savefig(path, dpi=dpi)
+        plt.close(fig)
 
 
 def _diagnostic_figures(out_dir, samples):
@@ -183,16 +205,10 @@ def _diagnostic_figures(out_dir, samples):
     from .diagnostics import plot_energy, plot_rank, plot_trace
 
     paths = {}
-    for name, fn in (("trace", plot_trace), ("rank", plot_rank), ("energy", plot_energy)):
-        out = fn(samples)
-        fig = out if hasattr(out, "savefig") else getattr(out, "figure", None)
-        if fig is None:  # ArviZ returns axes (0.x) or a plot collection (1.x)
-            import numpy as np
-
-            first = np.ravel(out)[0] if not hasattr(out, "get_figure") else out
-            fig = first.get_figure()
+    for name, fig in (("trace", plot_trace(samples, max_chains=4)), ("rank", plot_rank(samples, max_chains=4)),
+                      ("energy", plot_energy(samples))):
         path = os.path.join(out_dir, f"{name}.png")
-        fig.savefig(path, dpi=70)
+        fig.savefig(path, dpi=100)
         plt.close(fig)
         paths[name] = path
     return paths
@@ -220,8 +236,8 @@ def run_demo(out_dir: str = "outputs", seed: int = 0, steps: Optional[int] = Non
         raise TypeError(f"out_dir must be a path, got {type(out_dir).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise TypeError(f"seed must be an integer >= 0, got {seed!r}")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"steps must be an integer >= 1 or None, got {steps!r}")
+    if steps is not None:
+        steps = check_positive_int(steps, "steps")
     dev = _device(device)
     steps = steps or (40 if quick else STEPS)
     n_train, n_test = (500, 500) if quick else (4000, 2000)
@@ -287,7 +303,7 @@ def run_demo(out_dir: str = "outputs", seed: int = 0, steps: Optional[int] = Non
     t0 = time.perf_counter()
     fig_path = os.path.join(out_dir, "demo.png")
     if plots:
-        _figure(fig_path, energy, data, run.negatives.buffer, float(quad.value), history, dpi=70)
+        _figure(fig_path, energy, data, run.negatives.buffer, float(quad.value), history, dpi=100)
         _diagnostic_figures(out_dir, samples)
     timings["figures_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
@@ -370,8 +386,9 @@ def _markdown(r, timings) -> str:
         f"Wall time {timings['total_s']:.0f} s (training {timings['train_s']:.0f} s).", "",
         "![energy landscape, learned density and training curves](demo.png)", "",
         "Left: the trained energy with the data (black) and the persistent HMC negatives (red). Middle: the "
-        "learned density exp(-F)/Z. Right: the loss, the mean energies of data and negatives, and the "
-        "R-hat of F(negatives) at each probe.", "",
+        "learned density exp(-F)/Z. Right: the loss and the mean energies of data and negatives during "
+        "training (moving averages; the raw values faint), and the R-hat of F(negatives) at each probe "
+        "(right axis).", "",
         "## Verdict", "",
         _verdict_sentence(r["verdict"]), "",
         "From `pyro_ebm.ml.check_fit`: exact samples of the trained model (from its quadrature grid) against "
@@ -407,7 +424,18 @@ def _markdown(r, timings) -> str:
         "jump proposed from the data's kernel density estimate, which lets a chain change modes; these "
         "numbers say whether that sampler mixes on the trained energy, not whether the energy is right "
         "(the verdict above says that).", "",
-        "![trace](trace.png) ![rank](rank.png) ![energy](energy.png)", "",
+        "![trace plot of the negatives](trace.png)", "",
+        f"Trace plot of 4 of the {ng['chains']} chains: for each coordinate of the negatives, y[0] and y[1], "
+        "a histogram of each chain's draws (left) and the draws in order (right). Chains that mix overlap "
+        "and look alike.", "",
+        "![rank plot of the negatives](rank.png)", "",
+        "Rank plot of the same 4 chains: each chain's histogram of the ranks of its draws among all their "
+        "draws, divided by the count expected for mixed chains; mixed chains stay near 1, inside the grey "
+        "95% band.", "",
+        "![energy plot of the negatives' HMC](energy.png)", "",
+        f"The Hamiltonian's energy over all {ng['chains']} chains: the marginal energy and the energy "
+        "transitions between successive draws (left), and the BFMI of each chain (right); a BFMI below 0.3 "
+        "means that the sampler explores the energy slowly.", "",
         "## Sampler probes during training", "",
         "| step | R-hat F | R-hat y | ESS F | ESS y | acceptance | divergences | energy gap |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -33,7 +33,7 @@ import torch
 from . import _arviz
 from .mcmc.pyro_recording import STATS_SITE, from_pyro_mcmc
 from ._pointwise import pointwise_log_likelihood
-from ._validation import check_positive_int, check_real
+from ._validation import MAX_ENUMERATION, check_positive_int, check_real
 
 __all__ = [
     "STAT_ALIASES",
@@ -272,9 +272,14 @@ def _observed_dict(observed, draws):
     if observed is None:
         return None
     if isinstance(observed, Mapping):
-        return {str(k): _to_numpy(v, f"observed[{k!r}]") for k, v in observed.items()}
+        out = {str(k): _to_numpy(v, f"observed[{k!r}]") for k, v in observed.items()}
+        for k, arr in out.items():
+            _check_finite(arr, f"observed[{k!r}]")
+        return out
     name = next(iter(draws)) if len(draws) == 1 else "y"
-    return {name: _to_numpy(observed, "observed")}
+    arr = _to_numpy(observed, "observed")
+    _check_finite(arr, "observed")
+    return {name: arr}
 
 
 def _observed_dims(observed, dims):
@@ -719,35 +724,45 @@ def _chain_subset(data, max_chains):
     return _arviz.select_chains(data, keep)
 
 
-def plot_trace(source, *, var_names=None, max_chains=8, **kwargs):
-    """Trace plot of the draws (one line per chain) through ArviZ, with divergences marked if recorded.
+def plot_trace(source, *, var_names=None, max_chains=6, **kwargs):
+    """Trace plot of the draws, with divergences marked if recorded.
+
+    One row per scalar component (``y[0]``, ``y[1]``, ...): a histogram of each chain's draws and each
+    chain's draws in order (one line per chain), with one legend of the chains above the panels.
 
     :param source: anything :func:`to_arviz` accepts.
+    :param var_names: variables to draw (default: all of the ``posterior`` group; at most 8 components).
     :param max_chains: draw at most this many chains, evenly spread over all of them (first and last
-        included), so that hundreds of chains do not draw a solid block; ``None`` draws every chain.
+        included), so that many chains do not draw a solid block; ``None`` draws every chain.
         Summaries (:func:`summary`, :func:`check_negatives`) always use every chain.
-    :param kwargs: passed to ArviZ's trace plot (``plot_trace`` on 0.x, ``plot_trace_dist`` on 1.x).
+    :param kwargs: passed to ``matplotlib.pyplot.subplots`` (e.g. ``figsize``).
     :return: the matplotlib ``Figure``.
     """
     return _arviz.plot_trace(_chain_subset(_as_arviz(source), max_chains), var_names=var_names, **kwargs)
 
 
-def plot_rank(source, *, var_names=None, max_chains=8, **kwargs):
-    """Rank plot through ArviZ: the per-chain rank histograms are uniform when the chains have mixed.
+def plot_rank(source, *, var_names=None, max_chains=6, **kwargs):
+    """Rank plot: the per-chain rank histograms are uniform when the chains have mixed.
 
-    Ranks are computed over the drawn chains only.
+    Ranks are computed over the drawn chains only; each chain's histogram is divided by the count
+    expected for mixed chains, so it stays near 1, inside the shaded 95% band.
 
     :param source: anything :func:`to_arviz` accepts.
     :param max_chains: draw at most this many chains, evenly spread (``None``: all); see :func:`plot_trace`.
+    :param kwargs: passed to ``matplotlib.pyplot.subplots``.
     :return: the matplotlib ``Figure``.
     """
     return _arviz.plot_rank(_chain_subset(_as_arviz(source), max_chains), var_names=var_names, **kwargs)
 
 
 def plot_energy(source, **kwargs):
-    """ArviZ energy plot (marginal energy vs energy transitions) with BFMI; needs an ``energy`` stat.
+    """Energy plot (marginal energy vs energy transitions) and BFMI per chain; needs an ``energy`` stat.
+
+    A transition histogram much narrower than the marginal one (low BFMI, below 0.3) means the sampler
+    explores the energy slowly.
 
     :param source: anything :func:`to_arviz` accepts, with ``sample_stats["energy"]``.
+    :param kwargs: passed to ``matplotlib.pyplot.subplots``.
     :return: the matplotlib ``Figure``.
     """
     data = _as_arviz(source)
@@ -782,6 +797,9 @@ def plot_negatives(
 ):
     """Scatter 2-D negatives over 2-D data, optionally over the energy's contours.
 
+    The axes get the labels ``y[0]`` and ``y[1]`` unless they have labels already, the contours a colorbar,
+    and the points a legend below the axes, off the data.
+
     :param data: data points, shape ``[n, 2]`` (array or tensor).
     :param negatives: negatives, shape ``[..., 2]`` (e.g. ``[chains, draws, 2]``; flattened for drawing).
     :param energy: optional callable mapping ``[m, 2]`` tensors to ``[m]`` energies (e.g. an ``Energy``);
@@ -804,6 +822,9 @@ def plot_negatives(
     """
     import matplotlib.pyplot as plt
 
+    grid_size = check_positive_int(grid_size, "grid_size", minimum=2, maximum=math.isqrt(MAX_ENUMERATION))
+    margin = check_real(margin, "margin", minimum=0.0)
+    levels = check_positive_int(levels, "levels")
     pts = _to_numpy(data, "data").astype(float)
     neg = _to_numpy(negatives, "negatives").astype(float)
     if pts.ndim != 2 or pts.shape[-1] != 2:
@@ -814,7 +835,7 @@ def plot_negatives(
     _check_finite(pts, "data")
     _check_finite(neg, "negatives")
     if ax is None:
-        _, ax = plt.subplots()
+        _, ax = plt.subplots(figsize=(6.4, 5.4), layout="constrained")
 
     if energy is not None:
         if not callable(energy):
@@ -839,10 +860,23 @@ def plot_negatives(
         _check_finite(values, "energy(grid)")
         cs = ax.contourf(gx, gy, values.reshape(grid_size, grid_size), levels=levels,
                          **{"cmap": "viridis_r", "alpha": 0.6, **(contour_kwargs or {})})
-        ax.figure.colorbar(cs, ax=ax, label="energy")
+        ax.figure.colorbar(cs, ax=ax, label="energy (nats)")
 
     ax.scatter(pts[:, 0], pts[:, 1], **{"s": 8, "c": "k", "label": "data", **(data_kwargs or {})})
     ax.scatter(neg[:, 0], neg[:, 1],
                **{"s": 8, "c": "tab:red", "marker": "x", "label": "negatives", **(negative_kwargs or {})})
-    ax.legend(loc="best")
+    ax.set_xlabel(ax.get_xlabel() or "y[0]")
+    ax.set_ylabel(ax.get_ylabel() or "y[1]")
+    _legend_below(ax)
     return ax
+
+
+def _legend_below(ax, ncol=2, **kwargs):
+    """The legend of ``ax`` below its x label, off the data (taken into account by tight/constrained layout)."""
+    import matplotlib
+    from matplotlib.transforms import offset_copy
+
+    # tick labels and the x label take about three font sizes below the axes
+    below = offset_copy(ax.transAxes, fig=ax.figure, y=-3 * matplotlib.rcParams["font.size"] - 8, units="points")
+    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, ncol=ncol,
+                     **kwargs)
