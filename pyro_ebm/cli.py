@@ -6,8 +6,8 @@
 * ``pyro-ebm tour`` -- a short tour of the first ideas: inference by energy minimisation, a
   Gibbs-Boltzmann site sampled with Pyro's NUTS and diagnosed with ArviZ, and free energies over a latent
   variable from high temperature to zero temperature.
-* ``pyro-ebm examples`` -- lists the example scripts of ``examples/`` (one line each, the first line of
-  each script's docstring); ``pyro-ebm examples run NAME [--quick] [options]`` runs one.
+* ``pyro-ebm examples`` -- lists the example scripts of ``examples/`` (each with the first paragraph of
+  its docstring); ``pyro-ebm examples run NAME [--quick] [options]`` runs one.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import argparse
 import ast
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
+import textwrap
 import time
 import warnings
 from typing import Dict, Optional
@@ -172,7 +175,8 @@ def examples_dir() -> Optional[str]:
 
 
 def list_examples(folder: Optional[str] = None) -> Dict[str, str]:
-    """``{name: first line of its docstring}`` for every ``*.py`` script in ``folder`` (default: ``examples/``).
+    """``{name: summary}`` for every ``*.py`` script in ``folder`` (default: ``examples/``); the summary is the
+    first paragraph of the script's docstring, on one line.
 
     The scripts are parsed, not imported, so listing is instant and a new script shows up by itself.
 
@@ -185,6 +189,8 @@ def list_examples(folder: Optional[str] = None) -> Dict[str, str]:
         >>> list_examples(d)
         {'bowl': 'A bowl.'}
     """
+    if folder is not None and (not isinstance(folder, (str, os.PathLike)) or not os.path.isdir(folder)):
+        raise ValueError(f"folder must be a folder of example scripts, got {folder!r} (not a folder)")
     folder = folder or examples_dir()
     if folder is None or not os.path.isdir(folder):
         raise FileNotFoundError(
@@ -201,19 +207,23 @@ def list_examples(folder: Optional[str] = None) -> Dict[str, str]:
             doc = ast.get_docstring(ast.parse(source)) or ""
         except SyntaxError:
             doc = ""
-        lines = doc.strip().splitlines()
-        out[fname[:-3]] = lines[0].strip() if lines else "(no description)"
+        summary = " ".join(doc.strip().split("\n\n")[0].split())
+        out[fname[:-3]] = summary or "(no description)"
     return out
 
 
-def _examples_command(args) -> int:
+def _examples_command(args, run_parser: argparse.ArgumentParser) -> int:
     examples = list_examples(args.dir)
     if args.action is None:
         width = max(map(len, examples), default=0)
-        for name, line in examples.items():
-            print(f"{name:<{width}}  {line}")
+        columns = max(shutil.get_terminal_size().columns, width + 40)
+        for name, line in examples.items():  # long summaries wrap under themselves
+            print(textwrap.fill(line, columns - 1, initial_indent=f"{name:<{width}}  ",
+                                subsequent_indent=" " * (width + 2), break_on_hyphens=False))
         print("\nrun one: pyro-ebm examples run NAME [--quick] [--out DIR] [--seed N]")
         return 0
+    if args.name is None:
+        run_parser.error("give the example's NAME, one of: " + ", ".join(examples))
     if args.name not in examples:
         print(f"pyro-ebm examples run: no example named {args.name!r}; the examples are: "
               + ", ".join(examples), file=sys.stderr)
@@ -228,51 +238,94 @@ def _examples_command(args) -> int:
 # the command
 
 
+def _int_at_least(low: int, what: str):
+    """An argparse ``type``: an integer >= ``low``; argparse names the flag in the message."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _device_name(text: str) -> str:
+    """An argparse ``type`` for ``--device``: ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N (N the GPU's index), got {text!r}")
+    return text
+
+
+def _make_folder(parser: argparse.ArgumentParser, path: str) -> None:
+    """Create the ``--out`` folder before the run, so a bad path fails at once and names the flag."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        parser.error(f"argument --out: expected a folder, got the file {path!r}")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"argument --out: cannot create the folder {path!r} ({exc.strerror or exc})")
+
+
 def main(argv=None) -> int:
+    seed = _int_at_least(0, "the seed")
     parser = argparse.ArgumentParser(prog="pyro-ebm", description="Energy-based models in Pyro.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser(
         "demo", help="the main job: train an energy by maximum likelihood with HMC negatives, check the "
         "negatives, estimate log Z, compare with the truth and a Pyro mixture; writes a report")
-    p_demo.add_argument("--out", default="outputs", help="folder for the report and figures (default: outputs)")
-    p_demo.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
-    p_demo.add_argument("--steps", type=int, default=None, help="training steps (default 2500; 40 with --quick)")
-    p_demo.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p_demo.add_argument("--out", metavar="DIR", default="outputs",
+                        help="folder for the report and figures (default: outputs)")
+    p_demo.add_argument("--seed", metavar="N", type=seed, default=0, help="seed of everything (default 0)")
+    p_demo.add_argument("--steps", metavar="N", type=_int_at_least(1, "the number of training steps"),
+                        default=None, help="training steps (default 2500; 40 with --quick)")
+    p_demo.add_argument("--device", metavar="{cpu,cuda,cuda:N}", type=_device_name, default="cpu",
+                        help="where to train (default cpu)")
     p_demo.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    p_demo.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p_demo.add_argument("--threads", metavar="N", type=_int_at_least(1, "the number of torch CPU threads"),
+                        default=1, help="torch CPU threads (default 1)")
     p_demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_tour = sub.add_parser("tour", help="a short tour: minimisation, one NUTS run, free energies")
-    p_tour.add_argument("--out", default="outputs", help="folder for the figure (default: outputs)")
-    p_tour.add_argument("--seed", type=int, default=0)
+    p_tour.add_argument("--out", metavar="DIR", default="outputs", help="folder for the figure (default: outputs)")
+    p_tour.add_argument("--seed", metavar="N", type=seed, default=0, help="seed of everything (default 0)")
     p_tour.add_argument("--quick", action="store_true", help="fewer MCMC draws")
     p_tour.add_argument("--no-plots", action="store_true", help="do not write the figure")
     p_ex = sub.add_parser("examples", help="list the example scripts; `examples run NAME` runs one")
     p_ex.add_argument("--dir", default=None, help=argparse.SUPPRESS)
     ex_sub = p_ex.add_subparsers(dest="action")
     p_run = ex_sub.add_parser("run", help="run one example")
-    p_run.add_argument("name", help="the example's name (its file name without .py)")
+    p_run.add_argument("name", metavar="NAME", nargs="?", help="the example's name (its file name without .py)")
     p_run.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    p_run.add_argument("rest", nargs=argparse.REMAINDER, help="more options for the script (--out, --seed, ...)")
-    args = parser.parse_args(argv)
+    p_run.add_argument("rest", metavar="OPTIONS", nargs=argparse.REMAINDER,
+                       help="more options for the script (--out DIR, --seed N, ...)")
+    # unknown flags are reported by the subcommand they were given to, with its usage
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        owner = {"demo": p_demo, "tour": p_tour}.get(args.command) or (p_run if args.action == "run" else p_ex)
+        owner.error("unrecognized arguments: " + " ".join(unknown))
     if args.command == "demo":
         import torch
 
         from .demo import run_demo
 
-        if args.threads < 1:
-            parser.error(f"--threads must be >= 1, got {args.threads}")
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            p_demo.error(f"argument --device: CUDA is not available here (this torch is {torch.__version__}, "
+                         "torch.cuda.is_available() is False): use --device cpu, or install a CUDA build of "
+                         "torch on a machine with an NVIDIA GPU")
+        _make_folder(p_demo, args.out)
         torch.set_num_threads(args.threads)
-        try:
-            run_demo(out_dir=args.out, seed=args.seed, steps=args.steps, device=args.device, quick=args.quick,
-                     progress=not args.no_progress)
-        except ValueError as exc:
-            print(f"pyro-ebm demo: {exc}", file=sys.stderr)
-            return 2
+        run_demo(out_dir=args.out, seed=args.seed, steps=args.steps, device=args.device, quick=args.quick,
+                 progress=not args.no_progress)
         return 0
     if args.command == "tour":
+        if not args.no_plots:
+            _make_folder(p_tour, args.out)
         tour(out_dir=args.out, seed=args.seed, quick=args.quick, plots=not args.no_plots)
         return 0
-    return _examples_command(args)
+    return _examples_command(args, p_run)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 DEMO_ARGS=("$@")
 set --                      # setup.sh reads its extras from $1: give it none, not the demo's arguments
 source scripts/setup.sh
+echo "running: pyro-ebm demo ${DEMO_ARGS[*]+"${DEMO_ARGS[*]}"}"
 .venv/bin/pyro-ebm demo "${DEMO_ARGS[@]+"${DEMO_ARGS[@]}"}"

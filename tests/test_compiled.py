@@ -204,9 +204,12 @@ def test_persistent_chains_compile_once_and_match_eager(n_leapfrog):
         assert torch.allclose(a, b, atol=1e-4)
 
 
+# torch.compile's import of inductor calls torch.jit.script itself; pytest.warns re-emits that deprecation
+# from this module, where pyproject's filter (by torch's module) no longer matches it
+@pytest.mark.filterwarnings("ignore:`torch\\.jit\\.script(_method)?` is deprecated:DeprecationWarning")
 def test_an_energy_that_cannot_be_traced_runs_eager_with_one_warning():
     def branchy(y):  # Python control flow on tensor values: tracing cannot follow it
-        return (y * y).sum(-1) if float(y.sum()) > 0 else 2 * (y * y).sum(-1)
+        return (y * y).sum(-1) if float(y.detach().sum()) > 0 else 2 * (y * y).sum(-1)
 
     init = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
     with pytest.warns(CompileWarning, match="could not be compiled.*running eager"):
