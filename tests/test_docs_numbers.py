@@ -6,12 +6,18 @@ A quoted output is marked by the command that produces it, on the line before it
 * in Markdown, ``<!-- numbers: COMMAND -->`` followed by a fenced block;
 * in reStructuredText, ``.. numbers: COMMAND`` (a comment) followed by a ``::`` literal block.
 
+A command that takes more than a few seconds (a full example run: up to ~3 minutes) is marked
+``.. numbers (slow): COMMAND`` (or ``<!-- numbers (slow): COMMAND -->``): its test carries
+``pytest.mark.slow`` and runs with ``-m slow``.
+
 ``COMMAND`` is ``pyro-ebm ...``, ``python examples/NAME.py ...`` (run with ``--out`` set to a temporary
 folder) or ``python benchmarks/NAME.py ...`` (with ``--json`` in a temporary folder), from the repository
 root. Every line of the quoted block must be a line of the output:
 the same words, and the same numbers to within two units of the last digit the block shows (the runs are
 seeded and single-threaded: on one machine the numbers are identical; the slack is for another CPU's
-rounding). Each command runs once, however many pages quote it.
+rounding). A quoted line that ends in ``...`` must be the start of an output line: the rest of that line
+(a run time, which changes from run to run) is left out. Each command runs once, however many pages quote
+it.
 """
 
 import functools
@@ -26,8 +32,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = re.compile(r"[-+]?\d+\.\d+|[-+]?\d+")
-MD_MARK = re.compile(r"<!--\s*numbers:\s*(.+?)\s*-->")
-RST_MARK = re.compile(r"^\.\.\s+numbers:\s*(.+?)\s*$")
+MD_MARK = re.compile(r"<!--\s*numbers(\s*\(slow\))?:\s*(.+?)\s*-->")
+RST_MARK = re.compile(r"^\.\.\s+numbers(\s*\(slow\))?:\s*(.+?)\s*$")
 
 
 def _md_blocks(text):
@@ -42,7 +48,7 @@ def _md_blocks(text):
         k = j + 1
         while not lines[k].startswith("```"):
             k += 1
-        yield m.group(1), [ln for ln in lines[j + 1:k] if ln.strip()]
+        yield m.group(2), bool(m.group(1)), [ln for ln in lines[j + 1:k] if ln.strip()]
 
 
 def _rst_blocks(text):
@@ -58,18 +64,18 @@ def _rst_blocks(text):
         while k < len(lines) and (not lines[k].strip() or lines[k].startswith("    ")):
             block.append(lines[k].strip())
             k += 1
-        yield m.group(1), [ln for ln in block if ln]
+        yield m.group(2), bool(m.group(1)), [ln for ln in block if ln]
 
 
 def quoted_blocks():
-    """``[(page, command, lines)]`` for every marked block of the README and the docs."""
+    """``[(page, command, lines, slow)]`` for every marked block of the README and the docs."""
     found = []
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.rst"))]:
         if "_build" in page.parts:
             continue
         text = page.read_text()
         blocks = _md_blocks(text) if page.suffix == ".md" else _rst_blocks(text)
-        found += [(str(page.relative_to(ROOT)), cmd, lines) for cmd, lines in blocks]
+        found += [(str(page.relative_to(ROOT)), cmd, lines, slow) for cmd, slow, lines in blocks]
     return found
 
 
@@ -106,14 +112,29 @@ def _numbers_match(quoted, produced):
     return True
 
 
+def _head(quoted, produced):
+    """A quoted line that ends in ``...`` quotes the start of an output line (the rest, e.g. a run time
+    that changes from run to run, is left out): ``(quoted without the ..., the output line's start)``."""
+    head = quoted[:-3].rstrip() if quoted.endswith("...") else ""
+    if not head:
+        return quoted, produced
+    return head, " ".join(produced.split()[:len(head.split())])
+
+
+def _reproduces(quoted, produced):
+    q, p = _head(quoted, produced)
+    return _shape(q) == _shape(p) and _numbers_match(q, p)
+
+
 def mismatches(quoted_lines, output):
     """The quoted lines that no output line reproduces (same words, numbers within the slack)."""
     produced = [ln.strip() for ln in output.splitlines() if ln.strip()]
     missing = []
     for q in quoted_lines:
-        if not any(_shape(q) == _shape(p) and _numbers_match(q, p) for p in produced):
-            close = [p for p in produced if _shape(q) == _shape(p)]
-            missing.append(f"  quoted:   {q}\n  produced: {close[0] if close else '(no line of that shape)'}")
+        if not any(_reproduces(q, p) for p in produced):
+            close = [p for p in produced if _shape(_head(q, p)[0]) == _shape(_head(q, p)[1])]
+            missing.append(f"  quoted:   {q}\n  produced: "
+                           f"{close[0] if close else '(no line of that shape)'}")
     return missing
 
 
@@ -123,16 +144,31 @@ def test_the_comparison_catches_a_stale_number_and_accepts_rounding():
     assert not mismatches(["log Z: 2.0305"], out)  # one unit of the last digit
     assert mismatches(["held-out NLL (nats/point): EBM 1.783   true density 1.708"], out)
     assert mismatches(["log Z: AIS 2.0304"], out)  # other words
+    table = "eight_gaussians      4000     1.817     1.708     1.733     52.2"
+    assert not mismatches(["eight_gaussians  4000  1.817  1.708  1.733  ..."], table)  # the time left out
+    assert mismatches(["eight_gaussians  4000  1.801  1.708  1.733  ..."], table)
+    assert mismatches(["eight_gaussians  4000  1.817  1.708  1.733"], table)  # without ...: the whole line
 
 
 def test_the_readme_and_the_docs_mark_what_they_quote():
-    pages = {page for page, _, _ in quoted_blocks()}
+    pages = {page for page, _, _, _ in quoted_blocks()}
     assert {"README.md", "docs/demo.rst", "docs/examples/diagnose_negatives.rst"} <= pages
-    for page, command, lines in quoted_blocks():
+    for page, command, lines, _ in quoted_blocks():
         assert lines, f"{page}: the block after 'numbers: {command}' is empty"
 
 
-@pytest.mark.parametrize("page,command,lines", quoted_blocks(), ids=lambda v: v if isinstance(v, str) else "")
+def _params():
+    """One test per marked block; a ``(slow)`` mark makes it a ``pytest.mark.slow`` test."""
+    params, seen = [], {}
+    for page, command, lines, slow in quoted_blocks():
+        name = f"{page}-{command}"
+        seen[name] = seen.get(name, 0) + 1
+        params.append(pytest.param(page, command, lines, marks=[pytest.mark.slow] if slow else [],
+                                   id=name if seen[name] == 1 else f"{name}-{seen[name]}"))
+    return params
+
+
+@pytest.mark.parametrize("page,command,lines", _params())
 def test_quoted_output_is_what_the_command_prints(page, command, lines, tmp_path_factory):
     out = str(tmp_path_factory.getbasetemp() / re.sub(r"\W+", "_", command))
     missing = mismatches(lines, run_command(command, out))
