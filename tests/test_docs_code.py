@@ -11,7 +11,8 @@ Which blocks are Python is decided by their directive:
 * Markdown: fenced blocks opened with ```` ```python ````.
 
 A bare ``::`` literal block says nothing about its language, so it is allowed only for a quoted output
-marked ``.. numbers:`` (checked by ``tests/test_docs_numbers.py``); any other block must name its language.
+marked ``.. numbers:`` or ``.. numbers (slow):`` (checked by ``tests/test_docs_numbers.py``); any other
+block must name its language.
 
 A page with Python blocks must assert something in them, unless it is in ``NO_ASSERT`` with the reason.
 """
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = {"python", "python3", "py", "pycon"}
 RST_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+(code-block|code|sourcecode|testcode)::\s*(\S*)\s*$")
 MD_FENCE = re.compile(r"^```\s*(\S*)\s*$")
-NUMBERS_MARK = re.compile(r"^\.\.\s+numbers:")
+NUMBERS_MARK = re.compile(r"^\.\.\s+numbers(\s*\(slow\))?:")  # the markers of tests/test_docs_numbers.py
 
 # Pages whose Python blocks assert nothing, with the reason.
 NO_ASSERT = {
