@@ -53,8 +53,7 @@ def save_checkpoint(path, *, step, energy, optimizer, negatives, order, history,
     as gathered by :func:`fit`; rank ``r`` of a resumed run takes entry ``r``.
     """
     step = check_positive_int(step, "step", minimum=0)
-    params = {n for n, _ in energy.named_parameters()}
-    bad = [n for k, v in energy.state_dict().items() for n in _bad_values(v, k, finite=k in params)]
+    bad = _bad_energy_values(energy.state_dict(), energy)
     if bad:
         raise ValueError(f"energy holds NaN or infinite values in {bad}: a checkpoint of it could not be resumed")
     state = {
@@ -252,6 +251,13 @@ def _bad_values(tree, name: str, finite: bool = True):
     return []
 
 
+def _bad_energy_values(state_dict: dict, energy) -> list:
+    """Names of the entries of an energy's ``state_dict`` that hold NaN, or +-inf for a parameter (a buffer
+    may hold inf, e.g. a mask)."""
+    params = {n for n, _ in energy.named_parameters()}
+    return [n for k, v in state_dict.items() for n in _bad_values(v, k, finite=k in params)]
+
+
 def _mismatch(state, own, energy, negatives) -> str:
     """What in the checkpoint does not fit the objects it is to be restored into ('' if nothing)."""
     saved = state["energy"]
@@ -271,8 +277,7 @@ def _mismatch(state, own, energy, negatives) -> str:
                  (("missing", missing), ("unexpected", unexpected), ("other shapes:", shapes)) if names]
         return (f"the saved energy does not match this {type(energy).__name__} (a checkpoint of another "
                 f"architecture?): {'; '.join(parts)}")
-    params = {n for n, _ in energy.named_parameters()}
-    bad = [n for k, v in saved.items() for n in _bad_values(v, k, finite=k in params)]
+    bad = _bad_energy_values(saved, energy)
     bad += _bad_values(state["optimizer"], "optimizer")
     if own is not None:
         bad += _bad_values(own["negatives"], "negatives")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import pkgutil
 from typing import Callable, NamedTuple, Tuple
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 from pyro.distributions import constraints
 
 import pyro_ebm
+from walker import public_names
 
 NAN, INF = math.nan, math.inf
 
@@ -818,20 +818,6 @@ def _P():
 
 
 # ---------------------------------------------------------------------------------------------- walking
-
-
-def public_names():
-    """``{qualified public name: object}`` for ``pyro_ebm.__all__`` and every public module's ``__all__``
-    (one level of submodules and subpackages: ``pyro_ebm.losses``, ``pyro_ebm.mcmc``, ...)."""
-    out = {}
-    modules = ["pyro_ebm"] + sorted(
-        f"pyro_ebm.{m.name}" for m in pkgutil.iter_modules(pyro_ebm.__path__) if not m.name.startswith("_")
-    )
-    for modname in modules:
-        mod = importlib.import_module(modname)
-        for name in getattr(mod, "__all__", ()):
-            out[f"{modname}.{name}"] = getattr(mod, name)
-    return out
 
 
 def _aliases(names):

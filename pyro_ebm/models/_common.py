@@ -8,8 +8,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from .._validation import MAX_COUNT, check_finite, surely_finite
-from ..energy import Energy, batch_shape_of
+from .._validation import MAX_COUNT, surely_finite
+from ..energy import Energy, batch_shape_of, check_inputs_finite
 
 __all__ = ["check_binary", "check_units", "check_state", "checked", "all_finite", "joint_batch", "check_parameters",
            "check_module", "check_fit_finite", "JointState"]
@@ -63,9 +63,7 @@ def checked(out: torch.Tensor, what: str, inputs=(), module=None) -> torch.Tenso
     ``module``, else says that ``what`` overflowed."""
     if all_finite(out):
         return out
-    for name, value in inputs:
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            check_finite(value.detach(), name)
+    check_inputs_finite(inputs)
     if module is not None:
         check_parameters(module, f"the parameters of {type(module).__name__}")
     raise ValueError(f"{what} is not finite (it overflowed) at finite inputs and parameters")

@@ -36,7 +36,7 @@ import numbers
 import re
 import signal
 import warnings
-from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, NamedTuple, Tuple
 
 import numpy as np
 import pyro
@@ -237,11 +237,6 @@ def _run(fn, args, kwargs):
         torch.set_default_dtype(dtype)
 
 
-def _bind(fn, args, kwargs) -> inspect.BoundArguments:
-    bound = inspect.signature(fn).bind(*args, **kwargs)
-    return bound
-
-
 def _mutable_args(fn, args, kwargs, skip) -> List[Tuple[str, object]]:
     sig = inspect.signature(fn)
     bound = sig.bind(*args, **kwargs)
@@ -293,7 +288,7 @@ def run_base(s: Spec):
 
 def run_case(case: Case, s: Spec, base_inf: bool) -> Outcome:
     fn, args, kwargs = s.make()
-    bound = _bind(fn, args, kwargs)
+    bound = inspect.signature(fn).bind(*args, **kwargs)
     value = bound.arguments[case.arg]
     mutate = dict(mutations(value))[case.mutation]
     hit = _Hit()
@@ -335,21 +330,30 @@ def registry() -> Dict[str, object]:
     return out
 
 
-def public_targets() -> Dict[str, object]:
-    """``{qualified name: object}``: every public callable of ``pyro_ebm`` and its public modules (one name
-    per object, the shortest), and every public method a public class defines (``Class.method``)."""
+def public_names() -> Dict[str, object]:
+    """``{qualified public name: object}`` for ``pyro_ebm.__all__`` and every public module's ``__all__``
+    (one level of submodules and subpackages: ``pyro_ebm.losses``, ``pyro_ebm.mcmc``, ...)."""
     import pkgutil
 
     import pyro_ebm
 
-    names = {}
+    out = {}
     modules = ["pyro_ebm"] + sorted(
         f"pyro_ebm.{m.name}" for m in pkgutil.iter_modules(pyro_ebm.__path__) if not m.name.startswith("_")
     )
     for modname in modules:
         mod = importlib.import_module(modname)
         for name in getattr(mod, "__all__", ()):
-            names.setdefault(id(getattr(mod, name)), []).append((f"{modname}.{name}", getattr(mod, name)))
+            out[f"{modname}.{name}"] = getattr(mod, name)
+    return out
+
+
+def public_targets() -> Dict[str, object]:
+    """``{qualified name: object}``: every public callable of :func:`public_names` (one name per object, the
+    shortest), and every public method a public class defines (``Class.method``)."""
+    names = {}
+    for path, obj in public_names().items():
+        names.setdefault(id(obj), []).append((path, obj))
     out = {}
     for paths in names.values():
         path, obj = min(paths, key=lambda p: len(p[0]))
